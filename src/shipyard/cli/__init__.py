@@ -1,0 +1,1 @@
+"""The ``shipyard`` command: parse arguments, call the pillars, render the result."""

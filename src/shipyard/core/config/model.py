@@ -1,0 +1,17 @@
+"""The root model of ``shipyard.yaml``: one field per section.
+
+Each section (``pipeline``, ``release``, ``gates``, ``service``, ``environments``,
+``notifications``) lives in its own module beside this one and is added here as one field;
+a section checks its own cross-references in its model validators. This module holds no
+section's details and no loading logic.
+"""
+
+from __future__ import annotations
+
+from shipyard.core.config.types import ProjectName, StrictModel
+
+
+class ShipyardConfig(StrictModel):
+    """The validated contents of one project's ``shipyard.yaml``."""
+
+    project: ProjectName
