@@ -11,6 +11,12 @@ import sqlalchemy as sa
 
 from shipyard.core.errors import StoreError
 from shipyard.core.store import Store, parse_url, safe_url
+from shipyard.core.store.engine import script_head
+from shipyard.core.store.tables import SCHEMA_HEAD
+
+
+def test_the_schema_head_constant_matches_the_migration_scripts() -> None:
+    assert script_head() == SCHEMA_HEAD
 
 
 def test_first_use_migrates_to_head(database_url: str) -> None:

@@ -14,20 +14,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError as SAArgumentError
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from shipyard.core.errors import StoreError
+from shipyard.core.store.tables import SCHEMA_HEAD
+
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_S = 60.0
@@ -139,12 +138,9 @@ class Store:
 
     def revision(self) -> Revision:
         """The applied and the newest schema revision."""
-        head = _script_directory().get_current_head()
-        if head is None:
-            raise StoreError("no migrations are packaged with Shipyard; reinstall it")
         with self._connect(write=False) as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
-        return Revision(current=current, head=head)
+            current = _applied_revision(conn)
+        return Revision(current=current, head=SCHEMA_HEAD)
 
     def ensure_schema(self) -> Revision:
         """Run pending migrations under a lock so that concurrent first uses do not race."""
@@ -168,6 +164,10 @@ class Store:
         return before, after
 
     def _upgrade(self) -> Revision:
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+        from alembic.util.exc import CommandError
+
         try:
             with self.engine.connect() as conn:
                 config = AlembicConfig()
@@ -213,12 +213,29 @@ class Store:
 
 
 def _script_directory() -> ScriptDirectory:
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     return ScriptDirectory.from_config(config)
 
 
+def script_head() -> str | None:
+    """The newest revision among the packaged migration scripts."""
+    return _script_directory().get_current_head()
+
+
+def _applied_revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return None if value is None else str(value)
+
+
 def _known_revision(revision: str) -> bool:
+    from alembic.util.exc import CommandError
+
     try:
         return _script_directory().get_revision(revision) is not None
     except CommandError:

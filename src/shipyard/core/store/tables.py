@@ -32,6 +32,9 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+SCHEMA_HEAD = "0001"
+"""The newest migration; a test keeps it equal to the head of ``migrations/versions``."""
+
 metadata = MetaData(naming_convention=NAMING)
 
 
