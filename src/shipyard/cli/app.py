@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from shipyard import __version__
-from shipyard.cli.commands import audit, config, db
+from shipyard.cli.commands import audit, config, db, run, runs
 from shipyard.cli.output import Output
 from shipyard.core.errors import CheckFailed, ShipyardError, WaitingForPerson
 
@@ -58,6 +58,9 @@ def root(
 
 app.command("init")(config.init)
 app.command("validate")(config.validate)
+app.command("run")(run.run)
+app.command("logs")(runs.logs)
+app.add_typer(runs.app, name="runs")
 app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")
 

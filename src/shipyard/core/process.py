@@ -26,6 +26,7 @@ __all__ = [
     "TREE_MARKER_VARIABLE",
     "KilledTree",
     "kill_tree",
+    "marked_processes",
     "new_tree_marker",
     "pid_alive",
     "spawn_detached",
@@ -190,6 +191,12 @@ def kill_tree(
         forced=tuple(sorted(forced)),
         survivors=tuple(sorted(survivors)),
     )
+
+
+def marked_processes(marker: tuple[str, str]) -> list[int]:
+    """The pids of live processes (other than this one) whose environment carries ``marker``."""
+    me = os.getpid()
+    return [p.pid for p in _marked(marker) if p.pid != me and _running(p)]
 
 
 def _protected_pids() -> frozenset[int]:

@@ -75,7 +75,10 @@ def test_key_paths_walk_models_mappings_lists_and_unions() -> None:
 
 
 def test_key_paths_of_the_root_model() -> None:
-    assert key_paths(ShipyardConfig) == ["project"]
+    paths = key_paths(ShipyardConfig)
+    assert paths[0] == "project"
+    assert "pipeline.jobs.<name>.run[].run" in paths
+    assert "pipeline.jobs.<name>.matrix.<name>" in paths
 
 
 def test_allowed_keys_follow_a_pydantic_location() -> None:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from shipyard.core.config.loader import (
     CONFIG_FILE_NAME,
+    LoadedConfig,
     find_config,
+    load,
     load_config,
     load_config_text,
+    load_text,
     validate_document,
 )
 from shipyard.core.config.model import ShipyardConfig
@@ -60,6 +63,7 @@ __all__ = [
     "Duration",
     "KeyLocation",
     "KeyPath",
+    "LoadedConfig",
     "Percentage",
     "Position",
     "ProjectName",
@@ -77,8 +81,10 @@ __all__ = [
     "format_path",
     "format_percentage",
     "key_paths",
+    "load",
     "load_config",
     "load_config_text",
+    "load_text",
     "parse_duration",
     "parse_percentage",
     "parse_yaml",

@@ -7,6 +7,8 @@ and it raises only ``ConfigError`` (or its subclass ``ConfigInvalid``) for a use
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -14,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from shipyard.core.config.explain import explain_validation_error
 from shipyard.core.config.model import ShipyardConfig
-from shipyard.core.config.problems import ConfigInvalid
+from shipyard.core.config.problems import ConfigInvalid, ConfigProblem, KeyPath, format_path
 from shipyard.core.config.yamlsafe import YamlDocument, parse_yaml, read_yaml_file
 from shipyard.core.errors import ConfigError
 
@@ -27,16 +29,54 @@ _CREATE_HINT = "run 'shipyard init' to write one, or pass --file PATH"
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-def load_config(path: Path) -> ShipyardConfig:
-    """Read and validate the configuration file at ``path``."""
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration with the document it came from, for positioned later checks."""
+
+    model: ShipyardConfig
+    document: YamlDocument
+    digest: str
+
+    def problem(
+        self, at: KeyPath, message: str, *, hint: str | None = None, column_offset: int = 0
+    ) -> ConfigProblem:
+        """A problem located at a key path's value (plus an offset into a one-line value)."""
+        where = self.document.locate(at).value
+        return ConfigProblem(
+            file=self.document.source,
+            line=where.line,
+            column=where.column + column_offset,
+            path=format_path(at),
+            message=message,
+            hint=hint,
+        )
+
+
+def load(path: Path) -> LoadedConfig:
+    """Read and validate the configuration file at ``path``, keeping its positions."""
     if not path.exists() and not path.is_symlink():
         raise ConfigError(f"{path}: the file does not exist", hint=_CREATE_HINT)
-    return validate_document(read_yaml_file(path), ShipyardConfig)
+    document = read_yaml_file(path)
+    model = validate_document(document, ShipyardConfig)
+    return LoadedConfig(model, document, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def load_text(content: str | bytes, source_name: str = CONFIG_FILE_NAME) -> LoadedConfig:
+    """Validate configuration given as text (or bytes); ``source_name`` is named in messages."""
+    document = parse_yaml(content, source_name)
+    model = validate_document(document, ShipyardConfig)
+    raw = content.encode("utf-8") if isinstance(content, str) else content
+    return LoadedConfig(model, document, hashlib.sha256(raw).hexdigest())
+
+
+def load_config(path: Path) -> ShipyardConfig:
+    """Read and validate the configuration file at ``path``."""
+    return load(path).model
 
 
 def load_config_text(text: str, source_name: str = CONFIG_FILE_NAME) -> ShipyardConfig:
     """Validate configuration given as text; ``source_name`` is the file named in messages."""
-    return validate_document(parse_yaml(text, source_name), ShipyardConfig)
+    return load_text(text, source_name).model
 
 
 def validate_document(document: YamlDocument, model: type[ModelT]) -> ModelT:

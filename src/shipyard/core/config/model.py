@@ -8,6 +8,7 @@ section's details and no loading logic.
 
 from __future__ import annotations
 
+from shipyard.core.config.pipeline import Pipeline
 from shipyard.core.config.types import ProjectName, StrictModel
 
 
@@ -15,3 +16,4 @@ class ShipyardConfig(StrictModel):
     """The validated contents of one project's ``shipyard.yaml``."""
 
     project: ProjectName
+    pipeline: Pipeline | None = None

@@ -114,6 +114,8 @@ def _walk_model(
 ) -> None:
     if model in open_models:
         return
+    if model.model_config.get("extra") == "allow":
+        paths.append(f"{prefix}.{MAP_KEY_SEGMENT}" if prefix else MAP_KEY_SEGMENT)
     for name, field in model.model_fields.items():
         path = f"{prefix}.{yaml_key(name, field)}" if prefix else yaml_key(name, field)
         paths.append(path)

@@ -125,9 +125,46 @@ def render_starter(detected: DetectedProject) -> str:
         *(f"#   {finding}" for finding in detected.describe()),
         "",
         f"project: {yaml_string(detected.name)}",
+        *_pipeline_lines(detected),
         "",
     ]
     return "\n".join(lines)
+
+
+def _pipeline_lines(detected: DetectedProject) -> list[str]:
+    """A pipeline that installs the project into a fresh virtual environment and tests it."""
+    if detected.test is None:
+        return [
+            "",
+            "# No test command was found. Add a pipeline when there is one, for example:",
+            "# pipeline:",
+            "#   jobs:",
+            "#     test: {run: make test}",
+        ]
+    steps = ["python3 -m venv .venv"]
+    if detected.install is not None:
+        steps.append(_in_venv(detected.install.run))
+    steps.append(_in_venv(detected.test.run))
+    return [
+        "",
+        "# Each job runs in a clean checkout of the commit; this one builds its own venv.",
+        "pipeline:",
+        "  jobs:",
+        "    test:",
+        "      run:",
+        *(f"        - {yaml_string(step)}" for step in steps),
+    ]
+
+
+def _in_venv(command: str) -> str:
+    """The same command, run with the job's virtual environment instead of whatever is on PATH."""
+    for program, module in (("pip ", "pip"), ("pytest", "pytest")):
+        if command == program.strip() or command.startswith(program):
+            rest = command[len(program.strip()) :]
+            return f".venv/bin/python -m {module}{rest}"
+    if command.startswith(("python -m ", "python3 -m ")):
+        return ".venv/bin/python -m " + command.split(" -m ", 1)[1]
+    return command
 
 
 def _command_text(command: DetectedCommand | None) -> str:

@@ -176,3 +176,53 @@ def check_project_name(value: str) -> str:
 
 ProjectName = Annotated[str, AfterValidator(check_project_name)]
 """The name of a project: letters, digits, '-', '_' and '.', 1 to 64 characters."""
+
+
+SIZE_FORMS = "a size such as 512KiB, 10MiB, 1GiB, 500KB or a bare number of bytes"
+"""The forms a size may be written in, as shown in error messages."""
+
+_SIZE = re.compile(r"(?P<number>[0-9]{1,15})\s*(?P<unit>[KMGT]i?B|B)?", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+
+
+def parse_size(value: Any) -> int:
+    """Read a size written as ``10MiB``, ``500KB`` or a bare number of bytes."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise config_value_error(
+            f"expected a size, got {describe_value(value)}", hint=f"write {SIZE_FORMS}"
+        )
+    if isinstance(value, int):
+        if value < 0:
+            raise config_value_error("a size cannot be negative", hint=f"write {SIZE_FORMS}")
+        return value
+    match = _SIZE.fullmatch(value.strip())
+    if match is None:
+        raise config_value_error(f"{value!r} is not a size", hint=f"write {SIZE_FORMS}")
+    unit = (match.group("unit") or "b").lower()
+    return int(match.group("number")) * _SIZE_UNITS[unit]
+
+
+def format_size(value: int) -> str:
+    """Write a number of bytes in the largest binary unit that keeps it whole."""
+    for unit, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if value >= factor and value % factor == 0:
+            return f"{value // factor}{unit}"
+    return f"{value}B"
+
+
+ByteSize = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    PlainSerializer(format_size, return_type=str, when_used="json"),
+]
+"""A number of bytes written as ``10MiB``, ``500KB``, ``1GiB`` or a bare number."""

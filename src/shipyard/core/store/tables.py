@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -32,7 +33,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 """The newest migration; a test keeps it equal to the head of ``migrations/versions``."""
 
 metadata = MetaData(naming_convention=NAMING)
@@ -99,4 +100,65 @@ outbox_deliveries = Table(
     Column("next_attempt_at", UTCDateTime(), nullable=True),
     Column("delivered_at", UTCDateTime(), nullable=True),
     Column("last_error", Text, nullable=True),
+)
+
+
+runs = Table(
+    "runs",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("project", String(64), nullable=False),
+    Column("commit_sha", String(64), nullable=False),
+    Column("ref", String(400), nullable=False),
+    Column("branch", String(400), nullable=True),
+    Column("tag", String(400), nullable=True),
+    Column("event", String(40), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("actor", String(320), nullable=False),
+    Column("workspace", String(20), nullable=False),
+    Column("config_digest", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("cancel_requested_at", UTCDateTime(), nullable=True),
+    Column("driver_pid", Integer, nullable=True),
+    Column("message", Text, nullable=True),
+)
+Index("ix_runs_commit_sha", runs.c.commit_sha)
+Index("ix_runs_status", runs.c.status)
+
+run_jobs = Table(
+    "run_jobs",
+    metadata,
+    Column("run_id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("job_id", String(400), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("allow_failure", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+)
+
+job_attempts = Table(
+    "job_attempts",
+    metadata,
+    Column("run_id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("job_id", String(400), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("exit_code", Integer, nullable=True),
+    Column("failure_kind", String(20), nullable=True),
+    Column("message", Text, nullable=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("log_path", Text, nullable=False),
+    Column("log_bytes", BigInteger, nullable=False),
+    Column("log_lines", Integer, nullable=False),
+    Column("log_index", Text, nullable=False),
 )

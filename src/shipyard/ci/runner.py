@@ -1,0 +1,247 @@
+"""Starting a run: check everything first, then record it and drive the scheduler.
+
+``prepare_run`` resolves the commit, reads the pipeline *from that commit*, expands it and
+loads its secrets; any mistake is an error before anything is stored or started. ``execute``
+records the run, checks the commit out, runs the DAG and cleans up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from shipyard.ci import runs
+from shipyard.ci.executors import EXECUTORS
+from shipyard.ci.expressions import ExpressionContext
+from shipyard.ci.model import PipelineSpec, build_pipeline
+from shipyard.ci.scheduler import RunObserver, RunOptions, Scheduler, SilentObserver
+from shipyard.ci.secrets import Masker, SecretValue, load_secrets
+from shipyard.ci.workspace import RunWorkspace
+from shipyard.core.config import LoadedConfig, find_config, load, load_text
+from shipyard.core.errors import ArgumentError, ConfigError, GitError, NotFoundError
+from shipyard.core.git import Git
+from shipyard.core.state import StateDir
+from shipyard.core.store import Store
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the user asked for."""
+
+    ref: str = "HEAD"
+    base: str | None = None
+    event: str = "manual"
+    worktree: bool = False
+    jobs: tuple[str, ...] = ()
+    concurrency: int = field(default_factory=lambda: os.cpu_count() or 2)
+    fail_fast: bool = False
+    keep_workspace: bool = False
+    config_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run that has passed every check and can start."""
+
+    request: RunRequest
+    git: Git
+    toplevel: Path
+    commit: str
+    branch: str | None
+    tag: str | None
+    loaded: LoadedConfig
+    pipeline: PipelineSpec
+    secrets: Mapping[str, SecretValue]
+    warnings: tuple[str, ...] = ()
+
+    def context(self) -> ExpressionContext:
+        """What ``if`` expressions see for this run."""
+        git, commit, base = self.git, self.commit, self.request.base
+
+        @functools.cache
+        def changed() -> Sequence[str]:
+            start = git.resolve_commit(base) if base else git.find_commit(f"{commit}^")
+            if start is None:
+                return ()
+            return git.changed_files(start, commit)
+
+        has_base = base is not None or self.git.find_commit(f"{commit}^") is not None
+        return ExpressionContext(
+            branch=self.branch,
+            tag=self.tag,
+            event=self.request.event,
+            commit=self.commit,
+            env=dict(os.environ),
+            matrix={},
+            needs={},
+            vars={},
+            changed_files=changed if has_base else None,
+        )
+
+
+def prepare_run(cwd: Path, request: RunRequest, state: StateDir) -> PreparedRun:
+    """Check the request and build the run; nothing is stored or started."""
+    if request.concurrency < 1:
+        raise ArgumentError("-j must be at least 1")
+    git = Git(cwd)
+    toplevel = git.toplevel()
+    try:
+        commit = git.resolve_commit(request.ref)
+    except GitError as error:
+        raise NotFoundError(
+            f"{request.ref!r} is not a commit, branch or tag of this repository",
+            hint="check the name with 'git log --oneline' or 'git branch -a'",
+        ) from error
+    if request.base is not None and git.find_commit(request.base) is None:
+        raise NotFoundError(
+            f"--base {request.base!r} is not a commit of this repository",
+            hint="name a branch, tag or commit that exists",
+        )
+    config_path = (request.config_file or find_config(cwd, stop=toplevel)).resolve()
+    try:
+        relative = PurePosixPath(config_path.relative_to(toplevel.resolve()).as_posix())
+    except ValueError as error:
+        raise ConfigError(
+            f"{config_path} is outside the repository {toplevel}",
+            hint="keep shipyard.yaml inside the repository",
+        ) from error
+    warnings: list[str] = []
+    if request.worktree:
+        loaded = load(config_path)
+    else:
+        loaded = _load_from_commit(git, commit, relative)
+        if config_path.exists() and _digest(config_path) != loaded.digest:
+            warnings.append(
+                f"{relative} has changes that are not committed; the run uses the "
+                f"version in {commit[:12]} (use --worktree to run your working tree)"
+            )
+    project_dir = "" if str(relative.parent) == "." else str(relative.parent)
+    pipeline = build_pipeline(loaded, project_dir=project_dir)
+    if request.jobs:
+        known = {job.name for job in pipeline.jobs} | {job.id for job in pipeline.jobs}
+        unknown = [name for name in request.jobs if name not in known]
+        if unknown:
+            names = ", ".join(sorted({job.name for job in pipeline.jobs}))
+            raise ArgumentError(
+                f"--job {unknown[0]!r} is not a job of this pipeline", hint=f"the jobs are: {names}"
+            )
+        pipeline = pipeline.select(request.jobs)
+    secret_names = sorted({name for job in pipeline.jobs for name in job.secrets})
+    secrets = load_secrets(secret_names, environ=os.environ, secrets_file=state.root / "secrets")
+    branch = _branch(git, request.ref, commit)
+    tags = git.tags_pointing_at(commit)
+    return PreparedRun(
+        request=request,
+        git=git,
+        toplevel=toplevel,
+        commit=commit,
+        branch=branch,
+        tag=tags[0] if tags else None,
+        loaded=loaded,
+        pipeline=pipeline,
+        secrets=secrets,
+        warnings=tuple(warnings),
+    )
+
+
+async def execute(
+    prepared: PreparedRun,
+    *,
+    store: Store,
+    state: StateDir,
+    actor: str,
+    observer: RunObserver | None = None,
+    on_created: Callable[[runs.Run], None] | None = None,
+) -> runs.Run:
+    """Record the run, check the commit out, run every job, clean up; return the result."""
+    request = prepared.request
+    run = await asyncio.to_thread(
+        runs.create_run,
+        store,
+        project=prepared.pipeline.project,
+        commit=prepared.commit,
+        ref=request.ref,
+        branch=prepared.branch,
+        tag=prepared.tag,
+        event=request.event,
+        actor=actor,
+        workspace="worktree" if request.worktree else "isolated",
+        config_digest=prepared.loaded.digest,
+        jobs=prepared.pipeline.jobs,
+        driver_pid=os.getpid(),
+    )
+    if on_created is not None:
+        on_created(run)
+    if request.worktree:
+        workspace = RunWorkspace.in_place(prepared.toplevel)
+    else:
+        workspace = await asyncio.to_thread(
+            RunWorkspace.create, prepared.git, state.workspaces / f"run-{run.id}", prepared.commit
+        )
+    secret_names = {name for job in prepared.pipeline.jobs for name in job.secrets}
+    base_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in secret_names and not k.startswith("SHIPYARD_")
+    }
+    scheduler = Scheduler(
+        store=store,
+        run_id=run.id,
+        actor=actor,
+        pipeline=prepared.pipeline,
+        executor=EXECUTORS["local"](),
+        workspace=workspace,
+        logs_dir=state.logs,
+        base_env=base_env,
+        secrets=prepared.secrets,
+        masker=Masker(secret.reveal() for secret in prepared.secrets.values()),
+        context=prepared.context(),
+        options=RunOptions(concurrency=request.concurrency, fail_fast=request.fail_fast),
+        observer=observer or SilentObserver(),
+    )
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    stops = (signal.SIGINT, signal.SIGTERM)
+    if main is not None:
+        for number in stops:
+            loop.add_signal_handler(number, main.cancel)
+    try:
+        return await scheduler.run()
+    finally:
+        if main is not None:
+            for number in stops:
+                loop.remove_signal_handler(number)
+        if not request.keep_workspace:
+            await asyncio.shield(asyncio.to_thread(workspace.remove))
+
+
+def _load_from_commit(git: Git, commit: str, relative: PurePosixPath) -> LoadedConfig:
+    try:
+        content = git.run_bytes("show", f"{commit}:{relative}")
+    except GitError as error:
+        raise ConfigError(
+            f"{relative} is not in commit {commit[:12]}",
+            hint="commit it first, or run your working tree with 'shipyard run --worktree'",
+        ) from error
+    return load_text(content, f"{relative} (in {commit[:12]})")
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _branch(git: Git, ref: str, commit: str) -> str | None:
+    if ref != "HEAD" and git.find_commit(f"refs/heads/{ref}") == commit:
+        return ref
+    if ref.startswith("refs/heads/"):
+        return ref.removeprefix("refs/heads/")
+    current = git.current_branch()
+    if current and git.find_commit("HEAD") == commit:
+        return current
+    return None

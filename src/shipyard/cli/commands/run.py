@@ -1,0 +1,145 @@
+"""``shipyard run``: run the pipeline on a commit, live, and say how it went."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shipyard.ci import runs
+from shipyard.ci.logs import read_log
+from shipyard.ci.runner import RunRequest, execute, prepare_run
+from shipyard.cli.context import Context
+from shipyard.cli.live import RunView, format_seconds
+from shipyard.cli.options import FileOption, JsonOption
+from shipyard.cli.output import Output
+from shipyard.core.store import Store
+
+FAILURE_TAIL_LINES = 15
+
+
+def run(
+    ref: Annotated[str, typer.Argument(help="The commit, branch or tag to run.")] = "HEAD",
+    jobs: Annotated[
+        int | None,
+        typer.Option("-j", "--jobs", min=1, help="Jobs run in parallel (default: number of CPUs)."),
+    ] = None,
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", help="Cancel running jobs after the first failure.")
+    ] = False,
+    worktree: Annotated[
+        bool,
+        typer.Option(
+            "--worktree", help="Run in the working tree as it is, not in a clean checkout."
+        ),
+    ] = False,
+    base: Annotated[
+        str | None,
+        typer.Option(help="What changed('…') compares against (default: the commit's parent)."),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--job", help="Run only this job and what it needs (repeatable)."),
+    ] = None,
+    event: Annotated[str, typer.Option(help="The event name 'if' expressions see.")] = "manual",
+    keep_workspace: Annotated[
+        bool, typer.Option("--keep-workspace", help="Keep the checkout under .shipyard/workspaces.")
+    ] = False,
+    file: FileOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Run the pipeline of shipyard.yaml on a commit (exit 1 when it fails)."""
+    out = Output(json_mode=json_)
+    ctx = Context()
+    request = RunRequest(
+        ref=ref,
+        base=base,
+        event=event,
+        worktree=worktree,
+        jobs=tuple(only or ()),
+        fail_fast=fail_fast,
+        keep_workspace=keep_workspace,
+        config_file=file,
+        **({"concurrency": jobs} if jobs else {}),
+    )
+    prepared = prepare_run(Path.cwd(), request, ctx.state)
+    for warning in prepared.warnings:
+        out.warn(warning)
+    store = ctx.store
+    title = (
+        f"{prepared.pipeline.project} @ {prepared.commit[:12]}"
+        f"{' (' + prepared.branch + ')' if prepared.branch else ''}"
+    )
+    created: list[runs.Run] = []
+
+    def announce(run: runs.Run) -> None:
+        created.append(run)
+        view.title = f"run #{run.id}: {title}"
+        if out.plain:
+            out.line(f"run #{run.id}: {title}, {len(prepared.pipeline.jobs)} jobs")
+
+    view = RunView(out=out, pipeline=prepared.pipeline, title=title)
+    interrupted = False
+    try:
+        with view:
+            asyncio.run(
+                execute(
+                    prepared,
+                    store=store,
+                    state=ctx.state,
+                    actor=ctx.actor,
+                    observer=view,
+                    on_created=announce,
+                )
+            )
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        interrupted = True
+    if not created:
+        raise typer.Exit(130 if interrupted else 1)
+    final = runs.get_run(store, created[0].id)
+    _report(out, store, final)
+    if interrupted:
+        raise typer.Exit(130)
+    if final.status != "passed":
+        raise typer.Exit(1)
+
+
+def _report(out: Output, store: Store, run: runs.Run) -> None:
+    jobs = runs.jobs_of(store, run.id)
+    if out.json_mode:
+        out.json({**run.as_json(), "jobs": [job.as_json() for job in jobs]})
+        return
+    attempts = runs.attempts_of(store, run.id)
+    for job in jobs:
+        if job.status != "failed":
+            continue
+        tried = [a for a in attempts if a.job_id == job.job_id]
+        if not tried:
+            continue
+        last = tried[-1]
+        out.line("")
+        out.line(
+            f"── {job.job_id}: {job.reason or job.status} (last lines of {last.log_path})",
+            style="red",
+        )
+        lines = list(read_log(Path(last.log_path)))[-FAILURE_TAIL_LINES:]
+        for line in lines:
+            out.line(f"   {line.text}")
+    out.line("")
+    out.table(
+        ["job", "status", "time", "attempts", "note"],
+        [
+            [j.job_id, j.status, format_seconds(j.duration_s), j.attempts or "", j.reason or ""]
+            for j in jobs
+        ],
+    )
+    took = format_seconds(run.duration_s)
+    summary = f"run #{run.id} {run.status} in {took}"
+    if run.message:
+        summary += f": {run.message}"
+    if run.status == "passed":
+        out.success(summary)
+    else:
+        out.line(summary, style="red")

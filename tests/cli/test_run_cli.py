@@ -1,0 +1,166 @@
+"""``shipyard run``, ``logs``, ``runs`` as users run them: real processes, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from support import git, run_cli
+
+
+def _commit(repo: Path, pipeline: str) -> None:
+    (repo / "shipyard.yaml").write_text("project: demo\npipeline:\n" + pipeline)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "ci: pipeline")
+
+
+def _start(repo: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "shipyard", *args],
+        cwd=repo,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "CI": "1"},
+    )
+
+
+def _wait_for(predicate: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def test_run_prints_progress_and_a_summary(repo: Path) -> None:
+    _commit(
+        repo, "  jobs:\n    lint: {run: echo linted}\n    test: {needs: [lint], run: echo tested}\n"
+    )
+    result = run_cli("run", cwd=repo, env={"CI": "1"})
+    assert result.code == 0, result.output
+    assert "▶ lint started" in result.stdout
+    assert "✓ test passed" in result.stdout
+    assert "run #1 passed" in result.stdout
+    listed = json.loads(run_cli("runs", "list", "--json", cwd=repo).stdout)
+    assert [r["status"] for r in listed] == ["passed"]
+    shown = json.loads(run_cli("runs", "show", "last", "--json", cwd=repo).stdout)
+    assert [j["job"] for j in shown["jobs"]] == ["lint", "test"]
+    assert shown["jobs"][0]["attempts"][0]["status"] == "passed"
+    logs = run_cli("logs", "1", "test", cwd=repo)
+    assert "tested" in logs.stdout
+
+
+def test_a_failing_run_exits_1_and_shows_the_end_of_the_log(repo: Path) -> None:
+    _commit(repo, "  jobs:\n    broken: {run: 'echo the reason it broke; exit 4'}\n")
+    result = run_cli("run", cwd=repo, env={"CI": "1"})
+    assert result.code == 1
+    assert "the reason it broke" in result.stdout
+    assert "exit 4" in result.stdout
+    as_json = run_cli("run", "--json", cwd=repo)
+    assert as_json.code == 1
+    assert json.loads(as_json.stdout)["status"] == "failed"
+
+
+def test_bad_input_exits_2_and_records_nothing(repo: Path) -> None:
+    _commit(repo, "  jobs:\n    x: {run: echo}\n")
+    missing_ref = run_cli("run", "no-such-ref", cwd=repo)
+    assert missing_ref.code == 2
+    assert "no-such-ref" in missing_ref.stderr
+    unknown_job = run_cli("run", "--job", "nope", cwd=repo)
+    assert unknown_job.code == 2
+    assert "the jobs are: x" in unknown_job.stderr
+    assert json.loads(run_cli("runs", "list", "--json", cwd=repo).stdout) == []
+    assert "Traceback" not in missing_ref.output + unknown_job.output
+
+
+def _grandchild_job(tmp_path: Path) -> tuple[Path, Path]:
+    pidfile = tmp_path / "grandchild.pid"
+    child = tmp_path / "child.py"
+    child.write_text(
+        "import os, sys, time\nos.setsid()\n"
+        "open(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(600)\n"
+    )
+    job = tmp_path / "job.sh"
+    job.write_text(f"python3 {child} {pidfile} &\necho waiting\nsleep 600\n")
+    return job, pidfile
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_ctrl_c_cancels_the_run_and_kills_every_process(repo: Path, tmp_path: Path) -> None:
+    job, pidfile = _grandchild_job(tmp_path)
+    _commit(
+        repo, f"  jobs:\n    hang: {{run: 'bash {job}'}}\n    after: {{needs: [hang], run: echo}}\n"
+    )
+    process = _start(repo, "run")
+    _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+    grandchild = int(pidfile.read_text())
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in out + err
+    _wait_for(lambda: _gone(grandchild), timeout=15)
+    shown = json.loads(run_cli("runs", "show", "1", "--json", cwd=repo).stdout)
+    assert shown["status"] == "cancelled"
+    assert {j["job"]: j["status"] for j in shown["jobs"]} == {
+        "hang": "cancelled",
+        "after": "cancelled",
+    }
+    assert "worktrees" not in git(repo, "worktree", "list")
+    assert git(repo, "worktree", "list").count("\n") == 1
+
+
+def test_runs_cancel_from_another_terminal(repo: Path, tmp_path: Path) -> None:
+    job, pidfile = _grandchild_job(tmp_path)
+    _commit(repo, f"  jobs:\n    hang: {{run: 'bash {job}'}}\n")
+    process = _start(repo, "run")
+    _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+    grandchild = int(pidfile.read_text())
+    cancelled = run_cli("runs", "cancel", "last", cwd=repo)
+    assert cancelled.code == 0, cancelled.output
+    process.communicate(timeout=60)
+    assert process.returncode == 1
+    _wait_for(lambda: _gone(grandchild), timeout=15)
+    shown = json.loads(run_cli("runs", "show", "last", "--json", cwd=repo).stdout)
+    assert shown["status"] == "cancelled"
+
+
+def test_logs_follow_a_live_run_from_a_second_process(repo: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "go"
+    script = tmp_path / "talk.sh"
+    script.write_text(
+        f"for i in 1 2 3; do echo line $i; done\n"
+        f"while [ ! -e {gate} ]; do sleep 0.05; done\necho after the gate\n"
+    )
+    _commit(
+        repo,
+        f"  jobs:\n    talk: {{run: 'bash {script}'}}\n"
+        f"    next: {{needs: [talk], run: echo second job}}\n",
+    )
+    runner = _start(repo, "run")
+    _wait_for(lambda: run_cli("runs", "list", "--json", cwd=repo).stdout.strip() not in ("", "[]"))
+    follower = _start(repo, "logs", "last", "--follow")
+    time.sleep(0.5)
+    gate.write_text("open")
+    out, err = follower.communicate(timeout=60)
+    runner.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    lines = out.splitlines()
+    texts = [line.split(" ", 2)[-1] for line in lines]
+    assert texts.index("line 1") < texts.index("line 3") < texts.index("after the gate")
+    assert "second job" in texts
+    assert any(line.split(" ")[1] == "[talk]" for line in lines)
