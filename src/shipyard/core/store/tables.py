@@ -33,7 +33,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 """The newest migration; a test keeps it equal to the head of ``migrations/versions``."""
 
 metadata = MetaData(naming_convention=NAMING)
@@ -125,6 +125,8 @@ runs = Table(
     Column("cancel_requested_at", UTCDateTime(), nullable=True),
     Column("driver_pid", Integer, nullable=True),
     Column("message", Text, nullable=True),
+    Column("rerun_of", BigInteger, nullable=True),
+    Column("superseded_by", BigInteger, nullable=True),
 )
 Index("ix_runs_commit_sha", runs.c.commit_sha)
 Index("ix_runs_status", runs.c.status)
@@ -143,6 +145,11 @@ run_jobs = Table(
     Column("attempts", Integer, nullable=False),
     Column("started_at", UTCDateTime(), nullable=True),
     Column("finished_at", UTCDateTime(), nullable=True),
+    Column("cache_key", String(64), nullable=True),
+    Column("cached", Boolean, nullable=False, default=False),
+    Column("flaky", Boolean, nullable=False, default=False),
+    Column("outputs", Text, nullable=False, default="{}"),
+    Column("artifacts", String(64), nullable=True),
 )
 
 job_attempts = Table(
@@ -162,3 +169,19 @@ job_attempts = Table(
     Column("log_lines", Integer, nullable=False),
     Column("log_index", Text, nullable=False),
 )
+
+cache_entries = Table(
+    "cache_entries",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("job_name", String(64), nullable=False),
+    Column("run_id", BigInteger, nullable=False),
+    Column("job_id", String(400), nullable=False),
+    Column("artifacts", String(64), nullable=True),
+    Column("log", String(64), nullable=False),
+    Column("outputs", Text, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime(), nullable=False),
+)
+Index("ix_cache_entries_last_used_at", cache_entries.c.last_used_at)
