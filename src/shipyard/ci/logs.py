@@ -44,6 +44,7 @@ __all__ = [
     "LogWriter",
     "follow_log",
     "read_log",
+    "summarize_log",
 ]
 
 DEFAULT_LIMIT_BYTES = 10 * 1024 * 1024
@@ -383,6 +384,12 @@ def _parse(raw: bytes, path: Path, number: int) -> LogLine:
         )
     stream, continued = kind
     return LogLine(when, stream, parts[2].decode("utf-8", "replace"), continued)
+
+
+def summarize_log(path: Path) -> LogSummary:
+    """Size, record count and index of a complete log file (such as a replayed one)."""
+    size, lines, index, _torn = _scan(path)
+    return LogSummary(path=path, size_bytes=size, lines=lines, index=tuple(index))
 
 
 def _records(stream: LogStream, line: str) -> list[tuple[str, str]]:

@@ -52,6 +52,11 @@ class JobSpec:
     when: str = "on_success"
     workdir: str | None = None
     log_limit: int = 10 * 1024 * 1024
+    artifacts: tuple[str, ...] = ()
+    artifacts_missing: str = "fail"
+    inputs: tuple[str, ...] | None = None
+    tools: tuple[str, ...] = ()
+    cache: bool = True
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form; ``from_json`` reverses it."""
@@ -65,8 +70,10 @@ class JobSpec:
         """Rebuild a spec from ``to_json`` output."""
         values = dict(data)
         values["steps"] = tuple(StepSpec(**step) for step in values["steps"])
-        for key in ("shell", "needs", "secrets", "retry_on"):
-            values[key] = tuple(values[key])
+        for key in ("shell", "needs", "secrets", "retry_on", "artifacts", "tools"):
+            values[key] = tuple(values.get(key, ()))
+        if values.get("inputs") is not None:
+            values["inputs"] = tuple(values["inputs"])
         return cls(**values)
 
     def expression(self) -> Expression | None:
@@ -81,6 +88,9 @@ class PipelineSpec:
     project: str
     jobs: tuple[JobSpec, ...]
     project_dir: str = ""
+    cache_size: int = 2 * 1024**3
+    retention_s: float = 30 * 86400.0
+    supersede: bool = True
 
     def job(self, job_id: str) -> JobSpec:
         """The job with this id."""
@@ -164,7 +174,14 @@ def build_pipeline(loaded: LoadedConfig, *, project_dir: str = "") -> PipelineSp
     jobs = tuple(
         _job_spec(name, job, combo, section.defaults, instances) for name, job, combo in expanded
     )
-    return PipelineSpec(project=loaded.model.project, jobs=jobs, project_dir=project_dir)
+    return PipelineSpec(
+        project=loaded.model.project,
+        jobs=jobs,
+        project_dir=project_dir,
+        cache_size=section.cache_size,
+        retention_s=section.retention.total_seconds(),
+        supersede=section.supersede,
+    )
 
 
 def _job_spec(
@@ -198,6 +215,11 @@ def _job_spec(
         when=job.when,
         workdir=job.workdir or defaults.workdir,
         log_limit=job.log_limit or defaults.log_limit,
+        artifacts=tuple(job.artifacts),
+        artifacts_missing=job.artifacts_missing or defaults.artifacts_missing,
+        inputs=tuple(job.inputs) if job.inputs is not None else None,
+        tools=tuple(job.tools),
+        cache=(job.cache if job.cache is not None else defaults.cache) and job.when != "always",
     )
 
 

@@ -11,19 +11,29 @@ import asyncio
 import functools
 import hashlib
 import os
+import shutil
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from shipyard.ci import runs
+from shipyard.ci.cache import InputIndex, JobCache, load_or_create_key
 from shipyard.ci.executors import EXECUTORS
 from shipyard.ci.expressions import ExpressionContext
 from shipyard.ci.model import PipelineSpec, build_pipeline
-from shipyard.ci.scheduler import RunObserver, RunOptions, Scheduler, SilentObserver
+from shipyard.ci.scheduler import (
+    CacheContext,
+    ReusedJob,
+    RunObserver,
+    RunOptions,
+    Scheduler,
+    SilentObserver,
+)
 from shipyard.ci.secrets import Masker, SecretValue, load_secrets
 from shipyard.ci.workspace import RunWorkspace
-from shipyard.core.config import LoadedConfig, find_config, load, load_text
+from shipyard.core.blobs import BlobStore
+from shipyard.core.config import CONFIG_FILE_NAME, LoadedConfig, find_config, load, load_text
 from shipyard.core.errors import ArgumentError, ConfigError, GitError, NotFoundError
 from shipyard.core.git import Git
 from shipyard.core.state import StateDir
@@ -43,6 +53,9 @@ class RunRequest:
     fail_fast: bool = False
     keep_workspace: bool = False
     config_file: Path | None = None
+    no_cache: bool = False
+    rerun_of: int | None = None
+    branch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,7 @@ class PreparedRun:
     pipeline: PipelineSpec
     secrets: Mapping[str, SecretValue]
     warnings: tuple[str, ...] = ()
+    config_name: str = "shipyard.yaml"
 
     def context(self) -> ExpressionContext:
         """What ``if`` expressions see for this run."""
@@ -90,7 +104,13 @@ def prepare_run(cwd: Path, request: RunRequest, state: StateDir) -> PreparedRun:
     if request.concurrency < 1:
         raise ArgumentError("-j must be at least 1")
     git = Git(cwd)
-    toplevel = git.toplevel()
+    bare = git.is_bare()
+    if bare and request.worktree:
+        raise ArgumentError(
+            "a bare repository has no working tree to run",
+            hint="run a commit instead (drop --worktree)",
+        )
+    toplevel = git.common_dir() if bare else git.toplevel()
     try:
         commit = git.resolve_commit(request.ref)
     except GitError as error:
@@ -103,24 +123,30 @@ def prepare_run(cwd: Path, request: RunRequest, state: StateDir) -> PreparedRun:
             f"--base {request.base!r} is not a commit of this repository",
             hint="name a branch, tag or commit that exists",
         )
-    config_path = (request.config_file or find_config(cwd, stop=toplevel)).resolve()
-    try:
-        relative = PurePosixPath(config_path.relative_to(toplevel.resolve()).as_posix())
-    except ValueError as error:
-        raise ConfigError(
-            f"{config_path} is outside the repository {toplevel}",
-            hint="keep shipyard.yaml inside the repository",
-        ) from error
     warnings: list[str] = []
-    if request.worktree:
-        loaded = load(config_path)
-    else:
+    if bare:
+        relative = PurePosixPath(
+            request.config_file.as_posix() if request.config_file else CONFIG_FILE_NAME
+        )
         loaded = _load_from_commit(git, commit, relative)
-        if config_path.exists() and _digest(config_path) != loaded.digest:
-            warnings.append(
-                f"{relative} has changes that are not committed; the run uses the "
-                f"version in {commit[:12]} (use --worktree to run your working tree)"
-            )
+    else:
+        config_path = (request.config_file or find_config(cwd, stop=toplevel)).resolve()
+        try:
+            relative = PurePosixPath(config_path.relative_to(toplevel.resolve()).as_posix())
+        except ValueError as error:
+            raise ConfigError(
+                f"{config_path} is outside the repository {toplevel}",
+                hint="keep shipyard.yaml inside the repository",
+            ) from error
+        if request.worktree:
+            loaded = load(config_path)
+        else:
+            loaded = _load_from_commit(git, commit, relative)
+            if config_path.exists() and _digest(config_path) != loaded.digest:
+                warnings.append(
+                    f"{relative} has changes that are not committed; the run uses the "
+                    f"version in {commit[:12]} (use --worktree to run your working tree)"
+                )
     project_dir = "" if str(relative.parent) == "." else str(relative.parent)
     pipeline = build_pipeline(loaded, project_dir=project_dir)
     if request.jobs:
@@ -134,7 +160,7 @@ def prepare_run(cwd: Path, request: RunRequest, state: StateDir) -> PreparedRun:
         pipeline = pipeline.select(request.jobs)
     secret_names = sorted({name for job in pipeline.jobs for name in job.secrets})
     secrets = load_secrets(secret_names, environ=os.environ, secrets_file=state.root / "secrets")
-    branch = _branch(git, request.ref, commit)
+    branch = request.branch or _branch(git, request.ref, commit)
     tags = git.tags_pointing_at(commit)
     return PreparedRun(
         request=request,
@@ -147,6 +173,7 @@ def prepare_run(cwd: Path, request: RunRequest, state: StateDir) -> PreparedRun:
         pipeline=pipeline,
         secrets=secrets,
         warnings=tuple(warnings),
+        config_name=relative.name,
     )
 
 
@@ -175,9 +202,25 @@ async def execute(
         config_digest=prepared.loaded.digest,
         jobs=prepared.pipeline.jobs,
         driver_pid=os.getpid(),
+        rerun_of=request.rerun_of,
     )
     if on_created is not None:
         on_created(run)
+    if request.event == "hook" and prepared.pipeline.supersede and prepared.branch:
+        await asyncio.to_thread(
+            runs.supersede,
+            store,
+            project=prepared.pipeline.project,
+            branch=prepared.branch,
+            newer=run.id,
+            actor=actor,
+        )
+    reuse, previous_keys = (
+        ({}, {})
+        if request.rerun_of is None
+        else await asyncio.to_thread(_reusable, store, request.rerun_of, prepared.pipeline)
+    )
+    blobs = BlobStore.for_state(state)
     if request.worktree:
         workspace = RunWorkspace.in_place(prepared.toplevel)
     else:
@@ -203,6 +246,11 @@ async def execute(
         masker=Masker(secret.reveal() for secret in prepared.secrets.values()),
         context=prepared.context(),
         options=RunOptions(concurrency=request.concurrency, fail_fast=request.fail_fast),
+        blobs=blobs,
+        outputs_dir=state.root / "outputs" / f"run-{run.id}",
+        cache=None if request.no_cache else _cache_context(prepared, store, state, blobs),
+        reuse=reuse,
+        previous_keys=previous_keys,
         observer=observer or SilentObserver(),
     )
     main = asyncio.current_task()
@@ -219,6 +267,64 @@ async def execute(
                 loop.remove_signal_handler(number)
         if not request.keep_workspace:
             await asyncio.shield(asyncio.to_thread(workspace.remove))
+        shutil.rmtree(state.root / "outputs" / f"run-{run.id}", ignore_errors=True)
+
+
+def _cache_context(
+    prepared: PreparedRun, store: Store, state: StateDir, blobs: BlobStore
+) -> CacheContext:
+    key = load_or_create_key(state.keys / "cache.key")
+    cache = JobCache(store, blobs, key, prepared.pipeline.cache_size)
+    project_dir = prepared.pipeline.project_dir
+
+    # The pipeline file is not an input: each job's own definition is part of its key.
+    exclude = (prepared.config_name,)
+
+    @functools.cache
+    def inputs() -> InputIndex:
+        if prepared.request.worktree:
+            return InputIndex.from_worktree(prepared.git, prepared.toplevel, project_dir, exclude)
+        return InputIndex.from_commit(prepared.git, prepared.commit, project_dir, exclude)
+
+    return CacheContext(cache=cache, inputs=inputs)
+
+
+def _reusable(
+    store: Store, run_id: int, pipeline: PipelineSpec
+) -> tuple[dict[str, ReusedJob], dict[str, str]]:
+    """What a re-run takes over from run ``run_id``, and the keys of the jobs that failed."""
+    earlier = {job.job_id: job for job in runs.jobs_of(store, run_id)}
+    again = {
+        job_id
+        for job_id, job in earlier.items()
+        if job.status in ("failed", "cancelled", "queued", "running")
+        or (job.status == "skipped" and not (job.reason or "").startswith("if:"))
+    }
+    dependents: dict[str, set[str]] = {}
+    for job in pipeline.jobs:
+        for need in job.needs:
+            dependents.setdefault(need, set()).add(job.id)
+    pending = list(again)
+    while pending:
+        for dependent in dependents.get(pending.pop(), ()):
+            if dependent not in again:
+                again.add(dependent)
+                pending.append(dependent)
+    reuse = {
+        job.id: ReusedJob(
+            run_id=run_id,
+            artifacts_digest=earlier[job.id].artifacts,
+            outputs=earlier[job.id].outputs,
+        )
+        for job in pipeline.jobs
+        if job.id in earlier and job.id not in again and earlier[job.id].status == "passed"
+    }
+    keys = {
+        job_id: job.cache_key
+        for job_id, job in earlier.items()
+        if job.status == "failed" and job.cache_key
+    }
+    return reuse, keys
 
 
 def _load_from_commit(git: Git, commit: str, relative: PurePosixPath) -> LoadedConfig:

@@ -8,7 +8,7 @@ starts a process or reads a log file.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -47,6 +47,8 @@ class Run:
     finished_at: datetime | None
     cancel_requested_at: datetime | None
     message: str | None
+    rerun_of: int | None = None
+    superseded_by: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -79,6 +81,8 @@ class Run:
             "finished_at": _iso(self.finished_at),
             "duration_s": self.duration_s,
             "message": self.message,
+            "rerun_of": self.rerun_of,
+            "superseded_by": self.superseded_by,
         }
 
 
@@ -97,6 +101,11 @@ class RunJob:
     attempts: int
     started_at: datetime | None
     finished_at: datetime | None
+    outputs: Mapping[str, str]
+    artifacts: str | None
+    cache_key: str | None
+    cached: bool
+    flaky: bool
 
     @property
     def duration_s(self) -> float | None:
@@ -119,6 +128,11 @@ class RunJob:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "duration_s": self.duration_s,
+            "outputs": dict(self.outputs),
+            "artifacts": self.artifacts,
+            "cache_key": self.cache_key,
+            "cached": self.cached,
+            "flaky": self.flaky,
         }
 
 
@@ -170,6 +184,7 @@ def create_run(
     config_digest: str,
     jobs: Sequence[JobSpec],
     driver_pid: int | None,
+    rerun_of: int | None = None,
 ) -> Run:
     """Record a new run with all its jobs queued; an audit and an outbox event go with it."""
     now = datetime.now(UTC)
@@ -189,6 +204,7 @@ def create_run(
                 created_at=now,
                 started_at=now,
                 driver_pid=driver_pid,
+                rerun_of=rerun_of,
             )
         )
         key = result.inserted_primary_key
@@ -304,16 +320,35 @@ def job_started(store: Store, run_id: int, job_id: str) -> None:
 
 
 def job_finished(
-    store: Store, run_id: int, job_id: str, status: JobStatus, reason: str | None = None
+    store: Store,
+    run_id: int,
+    job_id: str,
+    status: JobStatus,
+    reason: str | None = None,
+    *,
+    outputs: Mapping[str, str] | None = None,
+    artifacts: str | None = None,
+    cache_key: str | None = None,
+    cached: bool = False,
+    flaky: bool = False,
 ) -> None:
-    """Record a job's final status, and why when it did not pass."""
+    """Record a job's final status and results, and why when it did not pass."""
     if status not in FINISHED_JOB:
         raise ValueError(f"{status!r} is not a final job status")
     with store.write() as conn:
         conn.execute(
             update(run_jobs)
             .where(run_jobs.c.run_id == run_id, run_jobs.c.job_id == job_id)
-            .values(status=status, reason=reason, finished_at=datetime.now(UTC))
+            .values(
+                status=status,
+                reason=reason,
+                finished_at=datetime.now(UTC),
+                outputs=json.dumps(dict(outputs or {}), sort_keys=True),
+                artifacts=artifacts,
+                cache_key=cache_key,
+                cached=cached,
+                flaky=flaky,
+            )
         )
 
 
@@ -421,6 +456,67 @@ def request_cancel(store: Store, run_id: int, *, actor: str) -> Run:
         return _get_run(conn, run_id)
 
 
+def supersede(store: Store, *, project: str, branch: str, newer: int, actor: str) -> list[int]:
+    """Ask every older unfinished run of ``project`` on ``branch`` to cancel; returns their ids."""
+    with store.write() as conn:
+        older = [
+            int(row.id)
+            for row in conn.execute(
+                select(runs.c.id).where(
+                    runs.c.project == project,
+                    runs.c.branch == branch,
+                    runs.c.id < newer,
+                    runs.c.status.in_(["queued", "running"]),
+                )
+            )
+        ]
+        now = datetime.now(UTC)
+        for run_id in older:
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(cancel_requested_at=now, superseded_by=newer)
+            )
+            audit.append(
+                conn,
+                actor=actor,
+                action="run.superseded",
+                subject=f"run:{run_id}",
+                details={"by": newer, "branch": branch},
+            )
+        return older
+
+
+def flaky_jobs(store: Store, *, limit: int = 50) -> list[dict[str, Any]]:
+    """Jobs recorded as flaky (failed, then passed with the same cache key), newest first."""
+    query = (
+        select(
+            run_jobs.c.name,
+            run_jobs.c.job_id,
+            run_jobs.c.run_id,
+            run_jobs.c.attempts,
+            run_jobs.c.finished_at,
+            runs.c.commit_sha,
+        )
+        .join(runs, runs.c.id == run_jobs.c.run_id)
+        .where(run_jobs.c.flaky.is_(True))
+        .order_by(run_jobs.c.run_id.desc())
+        .limit(limit)
+    )
+    with store.read() as conn:
+        return [
+            {
+                "job": row.job_id,
+                "name": row.name,
+                "run": int(row.run_id),
+                "attempts": int(row.attempts),
+                "commit": row.commit_sha,
+                "finished_at": _iso(row.finished_at),
+            }
+            for row in conn.execute(query)
+        ]
+
+
 def cancel_requested(conn: Connection, run_id: int) -> bool:
     """Whether somebody asked for this run to be cancelled."""
     value = conn.execute(select(runs.c.cancel_requested_at).where(runs.c.id == run_id)).scalar()
@@ -452,6 +548,8 @@ def _to_run(row: Any) -> Run:
         finished_at=row.finished_at,
         cancel_requested_at=row.cancel_requested_at,
         message=row.message,
+        rerun_of=row.rerun_of,
+        superseded_by=row.superseded_by,
     )
 
 
@@ -468,6 +566,11 @@ def _to_job(row: Any) -> RunJob:
         attempts=int(row.attempts),
         started_at=row.started_at,
         finished_at=row.finished_at,
+        outputs=json.loads(row.outputs or "{}"),
+        artifacts=row.artifacts,
+        cache_key=row.cache_key,
+        cached=bool(row.cached),
+        flaky=bool(row.flaky),
     )
 
 

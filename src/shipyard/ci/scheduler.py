@@ -11,18 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from shipyard.ci import runs
+from shipyard.ci.artifacts import ArtifactError, ArtifactSet, collect, lay, load_set, store_set
+from shipyard.ci.cache import InputIndex, JobCache, tool_versions
 from shipyard.ci.executors import AttemptOutcome, AttemptRequest, Executor
 from shipyard.ci.expressions import ExpressionContext, ExpressionError
-from shipyard.ci.logs import LogWriter
+from shipyard.ci.logs import LogWriter, summarize_log
 from shipyard.ci.model import JobSpec, PipelineSpec
+from shipyard.ci.outputs import OutputError, output_variables, read_outputs
 from shipyard.ci.secrets import Masker, SecretValue
 from shipyard.ci.workspace import RunWorkspace, WorkspaceError, job_folder
+from shipyard.core.blobs import BlobError, BlobStore
 from shipyard.core.store import Store
 
 CANCEL_POLL_S = 0.5
@@ -71,6 +75,29 @@ class _JobResult:
     status: runs.JobStatus
     reason: str | None = None
     satisfies: bool = False  # whether dependents may run after it
+    artifacts: ArtifactSet | None = None
+    artifacts_digest: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    cache_key: str | None = None
+    cached: bool = False
+    flaky: bool = False
+
+
+@dataclass(frozen=True)
+class ReusedJob:
+    """A job of an earlier run whose result a re-run takes over instead of running it."""
+
+    run_id: int
+    artifacts_digest: str | None
+    outputs: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class CacheContext:
+    """What the scheduler needs to key and use the job cache."""
+
+    cache: JobCache
+    inputs: Callable[[], InputIndex]
 
 
 @dataclass
@@ -89,6 +116,11 @@ class Scheduler:
     masker: Masker
     context: ExpressionContext
     options: RunOptions
+    blobs: BlobStore
+    outputs_dir: Path
+    cache: CacheContext | None = None
+    reuse: Mapping[str, ReusedJob] = field(default_factory=dict)
+    previous_keys: Mapping[str, str] = field(default_factory=dict)
     observer: RunObserver = field(default_factory=SilentObserver)
     results: dict[str, _JobResult] = field(default_factory=dict)
     _stop_new: str | None = None
@@ -187,7 +219,10 @@ class Scheduler:
         for need in job.needs:
             result = self.results.get(need)
             name = self.pipeline.job(need).name
-            view[name] = {"result": {"status": result.status if result else ""}, "outputs": {}}
+            entry = view.setdefault(name, {"result": {"status": ""}, "outputs": {}})
+            if result is not None:
+                entry["result"]["status"] = result.status
+                entry["outputs"].update(result.outputs)
         return view
 
     async def _run_job(self, job: JobSpec) -> _JobResult:
@@ -195,11 +230,28 @@ class Scheduler:
         await asyncio.to_thread(runs.job_started, self.store, self.run_id, job.id)
         result = _JobResult("failed", "no attempt ran")
         try:
+            reused = self.reuse.get(job.id)
+            if reused is not None:
+                result = await asyncio.to_thread(self._take_over, job, reused)
+                await self._record(job, result, time.monotonic() - started)
+                return result
+            key = await self._cache_key(job)
+            if key is not None:
+                hit = await asyncio.to_thread(self._from_cache, job, key)
+                if hit is not None:
+                    await self._record(job, hit, time.monotonic() - started)
+                    return hit
             for attempt in range(1, job.retry_max + 2):
                 self.observer.job_started(job, attempt)
-                outcome = await self._attempt(job, attempt)
-                if outcome.passed:
-                    result = _JobResult("passed", satisfies=True)
+                outcome, produced = await self._attempt(job, attempt, key)
+                if outcome.passed and produced is not None:
+                    flaky = attempt > 1 or (
+                        key is not None and self.previous_keys.get(job.id) == key
+                    )
+                    result = replace(produced, flaky=flaky)
+                    break
+                if outcome.passed:  # passed, but its artifacts or outputs were unusable
+                    result = _JobResult("failed", outcome.message, satisfies=job.allow_failure)
                     break
                 retry = attempt <= job.retry_max and outcome.failure_kind in job.retry_on
                 if retry:
@@ -208,7 +260,7 @@ class Scheduler:
                 reason = outcome.message or outcome.status
                 if job.allow_failure:
                     reason = f"{reason} (allowed to fail)"
-                result = _JobResult("failed", reason, satisfies=job.allow_failure)
+                result = _JobResult("failed", reason, satisfies=job.allow_failure, cache_key=key)
                 break
         except asyncio.CancelledError:
             result = _JobResult("cancelled", self._cancelled or self._stop_new or "cancelled")
@@ -217,35 +269,133 @@ class Scheduler:
         await self._record(job, result, time.monotonic() - started)
         return result
 
-    async def _attempt(self, job: JobSpec, attempt: int) -> AttemptOutcome:
-        log_path = (
-            self.logs_dir / f"run-{self.run_id}" / job_folder(job.id) / (f"attempt-{attempt}.log")
+    def _take_over(self, job: JobSpec, reused: ReusedJob) -> _JobResult:
+        artifacts = (
+            load_set(reused.artifacts_digest, self.blobs) if reused.artifacts_digest else None
         )
+        return _JobResult(
+            "passed",
+            f"reused from run #{reused.run_id}",
+            satisfies=True,
+            artifacts=artifacts,
+            artifacts_digest=reused.artifacts_digest,
+            outputs=dict(reused.outputs),
+        )
+
+    async def _cache_key(self, job: JobSpec) -> str | None:
+        if self.cache is None or not job.cache:
+            return None
+        needs: dict[str, object] = {}
+        for need in job.needs:
+            result = self.results[need]
+            needs[need] = {"artifacts": result.artifacts_digest, "outputs": result.outputs}
+        inputs = await asyncio.to_thread(
+            lambda: self.cache.inputs().digest(job.inputs) if self.cache else ""
+        )
+        tools: dict[str, str] = {}
+        if job.tools:
+            tools = await asyncio.to_thread(
+                tool_versions, job.tools, self.workspace.source, self.base_env
+            )
+        secrets = {name: self.secrets[name].reveal() for name in job.secrets}
+        return self.cache.cache.job_key(
+            job,
+            project_dir=self.pipeline.project_dir,
+            inputs=inputs,
+            secrets=secrets,
+            needs=needs,
+            tools=tools,
+        )
+
+    def _from_cache(self, job: JobSpec, key: str) -> _JobResult | None:
+        assert self.cache is not None
+        entry = self.cache.cache.lookup(key)
+        if entry is None:
+            return None
+        try:
+            artifacts = load_set(entry.artifacts, self.blobs) if entry.artifacts else None
+            for file in artifacts.files if artifacts else ():
+                self.blobs.verify(file.digest)
+            log_path = self._log_path(job, 1)
+            runs.attempt_started(self.store, self.run_id, job.id, 1, str(log_path))
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self.blobs.copy_to(entry.log, log_path)
+        except BlobError:
+            self.cache.cache.forget(key)  # a damaged entry is a miss, never a wrong result
+            return None
+        summary = summarize_log(log_path)
+        runs.attempt_finished(
+            self.store,
+            self.run_id,
+            job.id,
+            1,
+            status="passed",
+            exit_code=0,
+            failure_kind=None,
+            message=f"cached (run #{entry.run_id})",
+            log_bytes=summary.size_bytes,
+            log_lines=summary.lines,
+            log_index=summary.index,
+        )
+        return _JobResult(
+            "passed",
+            f"cached from run #{entry.run_id}",
+            satisfies=True,
+            artifacts=artifacts,
+            artifacts_digest=entry.artifacts,
+            outputs=dict(entry.outputs),
+            cache_key=key,
+            cached=True,
+        )
+
+    def _log_path(self, job: JobSpec, attempt: int) -> Path:
+        return self.logs_dir / f"run-{self.run_id}" / job_folder(job.id) / f"attempt-{attempt}.log"
+
+    async def _attempt(
+        self, job: JobSpec, attempt: int, key: str | None
+    ) -> tuple[AttemptOutcome, _JobResult | None]:
+        log_path = self._log_path(job, attempt)
         await asyncio.to_thread(
             runs.attempt_started, self.store, self.run_id, job.id, attempt, str(log_path)
         )
         writer = LogWriter(log_path, limit_bytes=job.log_limit, masker=self.masker)
         outcome = AttemptOutcome("error", failure_kind="infrastructure")
+        produced: _JobResult | None = None
+        output_file = self.outputs_dir / job_folder(job.id) / f"attempt-{attempt}.env"
         try:
             try:
-                folder = await asyncio.to_thread(self.workspace.for_job, job.id)
-            except WorkspaceError as error:
+                folder = await asyncio.to_thread(self._prepare, job, writer)
+            except (WorkspaceError, ArtifactError, BlobError) as error:
                 writer.note(error.message)
                 outcome = AttemptOutcome(
                     "error", failure_kind="infrastructure", message=error.message
                 )
-                return outcome
+                return outcome, None
             workspace = folder / self.pipeline.project_dir if self.pipeline.project_dir else folder
+            output_file.parent.mkdir(parents=True, exist_ok=True)
+            output_file.unlink(missing_ok=True)
+            env = self._environment(job, attempt, folder)
+            env["SHIPYARD_OUTPUT"] = str(output_file)
             request = AttemptRequest(
                 run_id=self.run_id,
                 job=job,
                 attempt=attempt,
                 workspace=workspace,
-                env=self._environment(job, attempt, folder),
+                env=env,
                 log=writer,
             )
             outcome = await self.executor.execute(request)
-            return outcome
+            if outcome.passed:
+                produced, problem = await asyncio.to_thread(
+                    self._collect, job, workspace, output_file, writer, key
+                )
+                if problem is not None:
+                    writer.note(problem)
+                    outcome = AttemptOutcome(
+                        "failed", exit_code=0, failure_kind="exit", message=problem
+                    )
+                    produced = None
+            return outcome, produced
         except asyncio.CancelledError:
             outcome = AttemptOutcome(
                 "cancelled",
@@ -271,6 +421,64 @@ class Scheduler:
                     log_index=summary.index,
                 )
             )
+            if produced is not None and key is not None and self.cache is not None:
+                await asyncio.to_thread(
+                    self.cache.cache.save,
+                    key,
+                    job,
+                    self.run_id,
+                    artifacts=produced.artifacts_digest,
+                    artifacts_size=produced.artifacts.size if produced.artifacts else 0,
+                    log_path=log_path,
+                    outputs=produced.outputs,
+                )
+
+    def _prepare(self, job: JobSpec, writer: LogWriter) -> Path:
+        """A fresh workspace for the job with the artifacts of its needs laid in."""
+        folder = self.workspace.for_job(job.id)
+        sets = [self.results[n].artifacts for n in job.needs if self.results[n].artifacts]
+        if sets:
+            root = folder / self.pipeline.project_dir if self.pipeline.project_dir else folder
+            count = lay([s for s in sets if s is not None], root, self.blobs)
+            writer.note(
+                f"laid out {count} artifact file(s) from "
+                f"{', '.join(s.job_id for s in sets if s is not None)}"
+            )
+        return folder
+
+    def _collect(
+        self, job: JobSpec, workspace: Path, output_file: Path, writer: LogWriter, key: str | None
+    ) -> tuple[_JobResult, str | None]:
+        """Artifacts and outputs of a job that passed; a problem fails the job."""
+        try:
+            outputs = {k: self.masker.mask(v) for k, v in read_outputs(output_file).items()}
+        except OutputError as error:
+            return _JobResult("failed", error.message), error.message
+        artifacts: ArtifactSet | None = None
+        digest: str | None = None
+        if job.artifacts:
+            base = workspace / job.workdir if job.workdir else workspace
+            try:
+                collected = collect(job.id, workspace, base, job.artifacts, self.blobs)
+            except (ArtifactError, BlobError) as error:
+                return _JobResult("failed", error.message), error.message
+            if collected.unmatched:
+                missing = ", ".join(collected.unmatched)
+                if job.artifacts_missing == "fail":
+                    problem = f"artifact pattern(s) matched no file: {missing}"
+                    return _JobResult("failed", problem), problem
+                writer.note(f"warning: artifact pattern(s) matched no file: {missing}")
+            artifacts = collected.artifacts
+            digest = store_set(artifacts, self.blobs)
+            writer.note(f"stored {len(artifacts.files)} artifact file(s), {artifacts.size} bytes")
+        return _JobResult(
+            "passed",
+            satisfies=True,
+            artifacts=artifacts,
+            artifacts_digest=digest,
+            outputs=outputs,
+            cache_key=key,
+        ), None
 
     def _environment(self, job: JobSpec, attempt: int, folder: Path) -> dict[str, str]:
         env = dict(self.base_env)
@@ -293,17 +501,32 @@ class Scheduler:
         )
         for key, value in job.matrix.items():
             env[f"SHIPYARD_MATRIX_{_env_key(key)}"] = value
+        for need in job.needs:
+            result = self.results.get(need)
+            if result is not None and result.outputs:
+                env.update(output_variables(self.pipeline.job(need).name, result.outputs))
         env.update(job.env)
         for name in job.secrets:
             env[name] = self.secrets[name].reveal()
         return env
 
     async def _record(self, job: JobSpec, result: _JobResult, duration_s: float | None) -> None:
-        self.results[job.id] = result
+        """Store a job's final state, then let its dependents see it (in that order)."""
         self.observer.job_finished(job, result.status, result.reason, duration_s)
         await asyncio.to_thread(
-            runs.job_finished, self.store, self.run_id, job.id, result.status, result.reason
+            runs.job_finished,
+            self.store,
+            self.run_id,
+            job.id,
+            result.status,
+            result.reason,
+            outputs=result.outputs,
+            artifacts=result.artifacts_digest,
+            cache_key=result.cache_key,
+            cached=result.cached,
+            flaky=result.flaky,
         )
+        self.results[job.id] = result
 
     async def _cancel_all(self, running: dict[str, asyncio.Task[_JobResult]]) -> None:
         for task in running.values():

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from shipyard import __version__
-from shipyard.cli.commands import audit, config, db, run, runs
+from shipyard.cli.commands import audit, config, db, gc, hook, router, run, runs
 from shipyard.cli.output import Output
 from shipyard.core.errors import CheckFailed, ShipyardError, WaitingForPerson
 
@@ -61,6 +61,9 @@ app.command("validate")(config.validate)
 app.command("run")(run.run)
 app.command("logs")(runs.logs)
 app.add_typer(runs.app, name="runs")
+app.add_typer(hook.app, name="hook")
+app.add_typer(router.app, name="router")
+app.command("gc")(gc.gc)
 app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")
 

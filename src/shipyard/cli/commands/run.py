@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -11,10 +12,12 @@ import typer
 from shipyard.ci import runs
 from shipyard.ci.logs import read_log
 from shipyard.ci.runner import RunRequest, execute, prepare_run
+from shipyard.cli.commands.runs import resolve_run_id
 from shipyard.cli.context import Context
 from shipyard.cli.live import RunView, format_seconds
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
+from shipyard.core.errors import ArgumentError
 from shipyard.core.store import Store
 
 FAILURE_TAIL_LINES = 15
@@ -44,15 +47,42 @@ def run(
         typer.Option("--job", help="Run only this job and what it needs (repeatable)."),
     ] = None,
     event: Annotated[str, typer.Option(help="The event name 'if' expressions see.")] = "manual",
+    branch: Annotated[
+        str | None, typer.Option(help="The branch the run is for, when REF is a commit.")
+    ] = None,
     keep_workspace: Annotated[
         bool, typer.Option("--keep-workspace", help="Keep the checkout under .shipyard/workspaces.")
     ] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Run every job; neither use nor fill the cache.")
+    ] = False,
+    rerun_failed: Annotated[
+        str | None,
+        typer.Option(
+            "--rerun-failed",
+            metavar="RUN",
+            help="Run again only the failed or cancelled jobs of RUN and their dependents.",
+        ),
+    ] = None,
     file: FileOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Run the pipeline of shipyard.yaml on a commit (exit 1 when it fails)."""
     out = Output(json_mode=json_)
     ctx = Context()
+    earlier: runs.Run | None = None
+    if rerun_failed is not None:
+        if ref != "HEAD" or worktree:
+            raise ArgumentError(
+                "--rerun-failed takes the commit of the earlier run", hint="drop REF and --worktree"
+            )
+        earlier = runs.get_run(ctx.store, resolve_run_id(ctx.store, rerun_failed))
+        if earlier.workspace == "worktree":
+            raise ArgumentError(
+                f"run #{earlier.id} ran a working tree, which cannot be re-run",
+                hint="start a new run instead",
+            )
+        ref, event = earlier.commit, earlier.event
     request = RunRequest(
         ref=ref,
         base=base,
@@ -62,9 +92,14 @@ def run(
         fail_fast=fail_fast,
         keep_workspace=keep_workspace,
         config_file=file,
+        no_cache=no_cache,
+        rerun_of=earlier.id if earlier else None,
+        branch=branch or None,
         **({"concurrency": jobs} if jobs else {}),
     )
     prepared = prepare_run(Path.cwd(), request, ctx.state)
+    if earlier is not None:
+        prepared = replace(prepared, branch=earlier.branch, tag=earlier.tag)
     for warning in prepared.warnings:
         out.warn(warning)
     store = ctx.store

@@ -118,6 +118,29 @@ def show(run_ref: RunArgument, json_: JsonOption = False) -> None:
         )
 
 
+@app.command("flaky")
+def flaky(
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 50,
+    json_: JsonOption = False,
+) -> None:
+    """Jobs that failed and then passed with the same cache key: flaky, not fixed."""
+    out = Output(json_mode=json_)
+    found = runs.flaky_jobs(Context().store, limit=limit)
+    if json_:
+        out.json(found)
+        return
+    if not found:
+        out.line("no flaky jobs recorded")
+        return
+    out.table(
+        ["job", "run", "attempts", "commit", "finished"],
+        [
+            [f["job"], f"#{f['run']}", f["attempts"], f["commit"][:12], f["finished_at"] or ""]
+            for f in found
+        ],
+    )
+
+
 @app.command("cancel")
 def cancel(run_ref: RunArgument, json_: JsonOption = False) -> None:
     """Ask the process driving a run to cancel it; it stops every job's processes."""

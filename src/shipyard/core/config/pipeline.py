@@ -17,6 +17,9 @@ from pydantic import AfterValidator, ConfigDict, Field, model_validator
 from shipyard.core.config.problems import config_value_error, did_you_mean
 from shipyard.core.config.types import ByteSize, Duration, StrictModel
 
+DEFAULT_RETENTION = timedelta(days=30)
+"""How long runs, logs and unused cache entries are kept unless ``pipeline.retention`` says."""
+
 MAX_MATRIX_JOBS = 256
 """A matrix may expand to at most this many jobs."""
 
@@ -60,6 +63,17 @@ def _check_relative_path(value: str) -> str:
     return value
 
 
+def _check_glob(value: str) -> str:
+    text = value.strip()
+    parts = text.replace("\\", "/").split("/")
+    if not text or text.startswith("/") or ".." in parts:
+        raise config_value_error(
+            f"{value!r} must stay inside the workspace",
+            hint="write a relative pattern such as 'dist/*.whl' or 'src/**', without '..'",
+        )
+    return text
+
+
 def _scalar_text(value: str | int | float | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -77,6 +91,7 @@ EnvName = Annotated[str, AfterValidator(_check_env_name)]
 Scalar = Annotated[str | int | float | bool, AfterValidator(_scalar_text)]
 Command = Annotated[str, AfterValidator(_check_command)]
 RelativePath = Annotated[str, AfterValidator(_check_relative_path)]
+Glob = Annotated[str, AfterValidator(_check_glob)]
 
 
 class Step(StrictModel):
@@ -176,6 +191,8 @@ class JobDefaults(StrictModel):
     shell: Literal["bash", "sh", "python"] | list[str] = "bash"
     workdir: RelativePath | None = None
     log_limit: ByteSize = 10 * 1024 * 1024
+    cache: bool = True
+    artifacts_missing: Literal["fail", "warn"] = "fail"
 
 
 class Job(StrictModel):
@@ -194,6 +211,11 @@ class Job(StrictModel):
     workdir: RelativePath | None = None
     shell: Literal["bash", "sh", "python"] | list[str] | None = None
     log_limit: ByteSize | None = None
+    artifacts: list[Glob] = Field(default_factory=list)
+    artifacts_missing: Literal["fail", "warn"] | None = None
+    inputs: list[Glob] | None = None
+    tools: list[Command] = Field(default_factory=list)
+    cache: bool | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Job:
@@ -232,6 +254,9 @@ class Pipeline(StrictModel):
 
     defaults: JobDefaults = Field(default_factory=JobDefaults)
     jobs: dict[JobName, Job]
+    cache_size: ByteSize = 2 * 1024**3
+    retention: Duration = DEFAULT_RETENTION
+    supersede: bool = True
 
     @model_validator(mode="after")
     def _check_graph(self) -> Pipeline:

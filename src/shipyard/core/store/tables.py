@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -33,7 +34,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 """The newest migration; a test keeps it equal to the head of ``migrations/versions``."""
 
 metadata = MetaData(naming_convention=NAMING)
@@ -185,3 +186,37 @@ cache_entries = Table(
     Column("last_used_at", UTCDateTime(), nullable=False),
 )
 Index("ix_cache_entries_last_used_at", cache_entries.c.last_used_at)
+
+
+gate_runs = Table(
+    "gate_runs",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("subject", String(400), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("project", String(64), nullable=False),
+    Column("release", String(100), nullable=True),
+    Column("environment", String(100), nullable=True),
+    Column("commit_sha", String(64), nullable=True),
+    Column("actor", String(320), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=False),
+)
+Index("ix_gate_runs_subject", gate_runs.c.subject)
+
+gate_results = Table(
+    "gate_results",
+    metadata,
+    Column("run_id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("gate", String(64), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("duration_s", Float, nullable=False),
+    Column("findings", Text, nullable=False),
+    Column("overridden_by", String(320), nullable=True),
+    Column("override_reason", Text, nullable=True),
+    Column("overridden_at", UTCDateTime(), nullable=True),
+)

@@ -19,10 +19,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("run_jobs") as batch:
         batch.add_column(sa.Column("cache_key", sa.String(64), nullable=True))
-        batch.add_column(sa.Column("cached", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
-        batch.add_column(sa.Column("flaky", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
+        batch.add_column(
+            sa.Column("cached", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+        batch.add_column(
+            sa.Column("flaky", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
         batch.add_column(sa.Column("outputs", sa.Text(), nullable=False, server_default="{}"))
         batch.add_column(sa.Column("artifacts", sa.String(64), nullable=True))
     with op.batch_alter_table("runs") as batch:

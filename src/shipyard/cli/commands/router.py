@@ -1,0 +1,249 @@
+"""``shipyard router``: run an environment's traffic router, and inspect or steer a running one.
+
+Running replaces this process with ``python -m shipyard.cd.router`` so that the router never
+carries the CLI's imports (no ORM). The other commands talk to the admin API through
+``RouterClient`` and print what it answers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from shipyard.cd.router.client import RouterClient, RouteStatus
+from shipyard.cd.router.state import RouterFiles
+from shipyard.cd.router.stats import VersionStats
+from shipyard.cli.context import Context
+from shipyard.cli.options import JsonOption
+from shipyard.cli.output import Output
+from shipyard.core.errors import ArgumentError
+
+app = typer.Typer(
+    help="The traffic router of an environment: run it (--env, --port), or inspect and steer "
+    "a running one.",
+    invoke_without_command=True,
+)
+
+EnvOption = Annotated[str, typer.Option("--env", "-e", help="The environment's router.")]
+
+
+@app.callback()
+def run(
+    ctx: typer.Context,
+    env: Annotated[
+        str | None, typer.Option("--env", "-e", help="The environment to route.")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="The public port (the service's).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="The public address.")] = "127.0.0.1",
+    admin_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="The admin port on loopback (0: any free one).")
+    ] = 0,
+    drain_timeout: Annotated[
+        float, typer.Option(min=0, help="Seconds to let requests finish on stop.")
+    ] = 10.0,
+    upstream_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds an upstream may stay silent (then 504).")
+    ] = 60.0,
+) -> None:
+    """Run the router of --env on --port in the foreground, until SIGTERM or Ctrl-C."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if env is None or port is None:
+        raise ArgumentError(
+            "running a router needs --env and --port",
+            hint="shipyard router --env staging --port 8080   (or: shipyard router --help)",
+        )
+    root = Context().state.ensure().root
+    RouterFiles.at(root, env)  # a bad name fails here, with the CLI's error output
+    argv = [
+        sys.executable,
+        "-m",
+        "shipyard.cd.router",
+        "--env",
+        env,
+        "--port",
+        str(port),
+        "--host",
+        host,
+        "--admin-port",
+        str(admin_port),
+        "--state-dir",
+        str(root),
+        "--drain-timeout",
+        str(drain_timeout),
+        "--upstream-timeout",
+        str(upstream_timeout),
+    ]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter and module, no shell
+
+
+def _client(env: str) -> RouterClient:
+    return RouterClient.for_environment(Context().state.root, env)
+
+
+@app.command("status")
+def status(env: EnvOption, json_: JsonOption = False) -> None:
+    """Show whether the router answers, its routes and each instance's state."""
+    out = Output(json_mode=json_)
+    client = _client(env)
+    health = client.health()
+    routes = client.routes()
+    if json_:
+        out.json(
+            {
+                "status": health.status,
+                "pid": health.pid,
+                "public": f"{health.public_host}:{health.public_port}",
+                "admin": f"{client.host}:{client.port}",
+                "uptime_seconds": health.uptime_seconds,
+                "revision": routes.revision,
+                "routes": routes.table.as_json(),
+                "instances": [i.__dict__ for i in routes.instances],
+            }
+        )
+        return
+    out.line(
+        f"router of {env}: {health.status}, pid {health.pid}, serving "
+        f"{health.public_host}:{health.public_port}, admin {client.host}:{client.port}"
+    )
+    _print_routes(out, routes)
+
+
+@app.command("weights")
+def weights(
+    env: EnvOption,
+    assignments: Annotated[
+        list[str], typer.Argument(help="VERSION=WEIGHT for each version to change.")
+    ],
+    expect_revision: Annotated[
+        int | None, typer.Option(help="Only if the routes are still at this revision.")
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Change the weights (all must still add up to 100)."""
+    out = Output(json_mode=json_)
+    parsed: dict[str, int] = {}
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise ArgumentError(f"{item!r} is not VERSION=WEIGHT", hint="e.g. blue=90 green=10")
+        parsed[name.strip()] = int(value)
+    routes = _client(env).set_weights(parsed, expect_revision=expect_revision)
+    if json_:
+        out.json({"revision": routes.revision, "routes": routes.table.as_json()})
+        return
+    out.success(f"routes of {env} at revision {routes.revision}")
+    _print_routes(out, routes)
+
+
+@app.command("drain")
+def drain(
+    env: EnvOption,
+    address: Annotated[str, typer.Argument(help="The instance, HOST:PORT.")],
+    json_: JsonOption = False,
+) -> None:
+    """Give an instance no new requests; those in flight finish."""
+    _set_drained(env, address, json_, drained=True)
+
+
+@app.command("undrain")
+def undrain(
+    env: EnvOption,
+    address: Annotated[str, typer.Argument(help="The instance, HOST:PORT.")],
+    json_: JsonOption = False,
+) -> None:
+    """Put a drained instance back in service."""
+    _set_drained(env, address, json_, drained=False)
+
+
+def _set_drained(env: str, address: str, json_: bool, *, drained: bool) -> None:
+    out = Output(json_mode=json_)
+    client = _client(env)
+    routes = client.drain(address) if drained else client.undrain(address)
+    if json_:
+        out.json({"revision": routes.revision, "instances": [i.__dict__ for i in routes.instances]})
+        return
+    out.success(f"{address} {'drained' if drained else 'back in service'}")
+    _print_routes(out, routes)
+
+
+@app.command("stats")
+def stats(
+    env: EnvOption,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Also start a new window (prints the closed one).")
+    ] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Per-version requests, responses, upstream errors and latencies in the current window."""
+    out = Output(json_mode=json_)
+    client = _client(env)
+    result = client.reset_stats() if reset else client.stats()
+    if json_:
+        out.json(result.as_json())
+        return
+    if not result.versions:
+        out.line(f"no requests recorded by the router of {env}")
+    else:
+        out.table(
+            [
+                "version",
+                "window",
+                "requests",
+                "2xx",
+                "3xx",
+                "4xx",
+                "5xx",
+                "upstream errors",
+                "p50",
+                "p95",
+                "p99",
+            ],
+            [_stats_row(s) for s in result.versions.values()],
+        )
+    if result.rejected or result.unrouted:
+        out.line(f"rejected malformed: {result.rejected}, unrouted: {result.unrouted}")
+
+
+def _stats_row(s: VersionStats) -> list[object]:
+    return [
+        s.version,
+        f"{s.window_seconds:.0f}s",
+        s.requests,
+        *(s.responses.get(c, 0) for c in ("2xx", "3xx", "4xx", "5xx")),
+        s.upstream_error_count,
+        *(_ms(s.percentile(q)) for q in (0.5, 0.95, 0.99)),
+    ]
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}ms"
+
+
+def _print_routes(out: Output, routes: RouteStatus) -> None:
+    table = routes.table
+    if not table.versions:
+        out.line(f"revision {routes.revision}: no versions routed (every request gets 503)")
+        return
+    sticky = f", sticky by {table.sticky.kind} {table.sticky.name}" if table.sticky else ""
+    out.line(f"revision {routes.revision}{sticky}")
+    out.table(
+        ["version", "weight", "instance", "state", "in flight"],
+        [
+            [
+                i.version,
+                f"{table.weights.get(i.version, 0)}%",
+                i.address,
+                "drained" if i.drained else ("up" if i.available else "resting"),
+                i.in_flight,
+            ]
+            for i in routes.instances
+        ],
+    )

@@ -1,0 +1,121 @@
+"""``shipyard router`` end to end: a real CLI process running and steering a real router."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from cd.router.router_support import PATIENCE, UpstreamServer, request, table, wait_for
+from shipyard.cd.router.client import RouterClient
+from shipyard.cd.router.state import RouterFiles
+from support import CliResult
+
+# The real entry point, with the router group mounted as app.py mounts it (a no-op once it is).
+ENTRY = (
+    "from shipyard.cli import app as cli\n"
+    "from shipyard.cli.commands import router\n"
+    "if 'router' not in {group.name for group in cli.app.registered_groups}:\n"
+    "    cli.app.add_typer(router.app, name='router')\n"
+    "cli.main()\n"
+)
+
+
+def _argv(*args: str) -> list[str]:
+    return [sys.executable, "-c", ENTRY, *args]
+
+
+def shipyard(*args: str, cwd: Path) -> CliResult:
+    """Run ``shipyard ARGS`` as a real process and wait for it."""
+    result = subprocess.run(
+        _argv(*args), cwd=cwd, capture_output=True, text=True, timeout=PATIENCE, check=False
+    )
+    return CliResult(result.returncode, result.stdout, result.stderr)
+
+
+def test_running_needs_an_environment_and_a_port(repo: Path) -> None:
+    result = shipyard("router", cwd=repo)
+    assert result.code == 2
+    assert "needs --env and --port" in result.stderr
+    bad = shipyard("router", "--env", "../etc", "--port", "0", cwd=repo)
+    assert bad.code == 2
+    assert "not a valid environment name" in bad.stderr
+
+
+def test_status_of_a_router_that_never_ran_says_how_to_start_it(repo: Path) -> None:
+    result = shipyard("router", "status", "--env", "staging", cwd=repo)
+    assert result.code == 2
+    assert "shipyard router --env staging --port" in result.stderr
+
+
+def test_run_then_inspect_and_steer_a_router(
+    repo: Path, upstream: Callable[[str], UpstreamServer]
+) -> None:
+    blue, green = upstream("blue"), upstream("green")
+    process = subprocess.Popen(
+        _argv("router", "--env", "staging", "--port", "0"),
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "CI": "1"},
+    )
+    try:
+        state = repo / ".shipyard"
+        files = RouterFiles.at(state, "staging")
+
+        def announced() -> bool:
+            try:
+                return files.read_address().pid == process.pid
+            except Exception:  # noqa: BLE001 - not written yet
+                return process.poll() is not None
+
+        assert wait_for(announced) and process.poll() is None
+        # The CLI replaced itself with the isolated router entry point.
+        assert "shipyard.cd.router" in psutil.Process(process.pid).cmdline()
+        client = RouterClient.for_environment(state, "staging")
+        client.set_routes(table({"blue": (100, [blue.address]), "green": (0, [green.address])}))
+
+        status = shipyard("router", "status", "--env", "staging", "--json", cwd=repo)
+        assert status.code == 0, status.output
+        shown = json.loads(status.stdout)
+        assert shown["status"] == "ok"
+        assert shown["routes"]["versions"][0]["name"] == "blue"
+
+        changed = shipyard("router", "weights", "--env", "staging", "blue=10", "green=90", cwd=repo)
+        assert changed.code == 0, changed.output
+        assert "revision 2" in changed.stdout
+        assert client.routes().table.weights == {"blue": 10, "green": 90}
+
+        same = shipyard("router", "weights", "--env", "staging", "blue=10", cwd=repo)
+        assert "revision 2" in same.stdout  # nothing changed, no new revision
+        rejected = shipyard("router", "weights", "--env", "staging", "blue=20", cwd=repo)
+        assert rejected.code == 2
+        assert "add up to 110, not 100" in rejected.stderr
+        malformed = shipyard("router", "weights", "--env", "staging", "blue:10", cwd=repo)
+        assert malformed.code == 2
+
+        public = files.read_address().public_port
+        connection = http.client.HTTPConnection("127.0.0.1", public, timeout=PATIENCE)
+        for _ in range(10):
+            request(connection, "GET", "/", headers={"X-Shipyard-Version": "green"})
+        stats = shipyard("router", "stats", "--env", "staging", "--json", cwd=repo)
+        assert json.loads(stats.stdout)["versions"]["green"]["requests"] == 10
+        table_text = shipyard("router", "stats", "--env", "staging", cwd=repo)
+        assert "green" in table_text.stdout
+
+        drained = shipyard("router", "drain", "--env", "staging", blue.address, cwd=repo)
+        assert drained.code == 0, drained.output
+        unknown = shipyard("router", "drain", "--env", "staging", "127.0.0.1:1", cwd=repo)
+        assert unknown.code == 2
+        assert "no instance at" in unknown.stderr
+    finally:
+        process.terminate()
+        assert process.wait(PATIENCE) == 0
+        assert process.stderr is not None
+        assert b"stopped" in process.stderr.read()

@@ -1,0 +1,121 @@
+"""The router's HTTP/1.1 rules without sockets: heads, framing, the chunked coding."""
+
+from __future__ import annotations
+
+import pytest
+
+from shipyard.cd.router.errors import BadMessage
+from shipyard.cd.router.http import (
+    CHUNKED,
+    NO_BODY,
+    UNTIL_CLOSE,
+    ChunkedDecoder,
+    client_response,
+    parse_request,
+    parse_response,
+    upstream_request,
+)
+
+
+def test_a_request_head_is_parsed_with_its_framing_and_connection_rules() -> None:
+    head = parse_request(
+        b"POST /a?b=c HTTP/1.1\r\nHost: shop\r\nContent-Length: 12\r\n"
+        b"Connection: keep-alive, X-Hop\r\nX-Shipyard-Version: green\r\n\r\n"
+    )
+    assert (head.method, head.target, head.minor, head.body) == (b"POST", b"/a?b=c", 1, 12)
+    assert head.keep_alive is True
+    assert head.host == b"shop"
+    assert head.version == b"green"
+    assert head.drop == frozenset({b"x-hop"})
+    old = parse_request(b"GET / HTTP/1.0\r\n\r\n")
+    assert (old.minor, old.keep_alive, old.body) == (0, False, NO_BODY)
+    assert parse_request(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive
+
+
+def test_the_upstream_head_drops_hop_by_hop_fields_and_sets_framing() -> None:
+    head = parse_request(
+        b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: X-A\r\n"
+        b"X-A: 1\r\nUpgrade: websocket\r\nX-Keep: 2\r\n\r\n"
+    )
+    assert head.body == CHUNKED
+    sent = upstream_request(head, "::1")
+    lines = sent.split(b"\r\n")
+    assert lines[0] == b"POST /x HTTP/1.1"
+    assert b"X-Keep: 2" in lines
+    assert b"Transfer-Encoding: chunked" in lines
+    assert not any(
+        line.lower().startswith((b"x-a:", b"upgrade:", b"connection:")) for line in lines
+    )
+    assert b'Forwarded: for="[::1]";proto=http;host="h"' in lines
+    assert sent.endswith(b"\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    ("raw", "method", "body", "keep_alive"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", b"GET", 5, True),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"GET", CHUNKED, True),
+        (b"HTTP/1.1 200 OK\r\n\r\n", b"GET", UNTIL_CLOSE, False),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", b"GET", UNTIL_CLOSE, False),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", b"GET", NO_BODY, True),
+        (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", b"GET", NO_BODY, True),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", b"HEAD", NO_BODY, True),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", b"GET", 1, False),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\n", b"GET", 1, False),
+        (b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", b"GET", 0, True),
+    ],
+)
+def test_response_framing_follows_rfc_9112(
+    raw: bytes, method: bytes, body: int, keep_alive: bool
+) -> None:
+    head = parse_response(raw, request_method=method)
+    assert (head.body, head.keep_alive) == (body, keep_alive)
+
+
+def test_a_head_response_keeps_its_content_length_for_the_client() -> None:
+    head = parse_response(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nKeep-Alive: x\r\n\r\n", request_method=b"HEAD"
+    )
+    sent = client_response(head, framing=NO_BODY, version=b"v1", close=False, client_minor=1)
+    assert b"Content-Length: 9\r\n" in sent
+    assert b"Keep-Alive" not in sent
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 2000 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+        b"SPDY 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
+    ],
+)
+def test_a_broken_upstream_response_is_a_502(raw: bytes) -> None:
+    with pytest.raises(BadMessage) as raised:
+        parse_response(raw, request_method=b"GET")
+    assert raised.value.status == 502
+
+
+def test_the_chunked_decoder_works_fed_one_byte_at_a_time() -> None:
+    wire = b"5;ext=1\r\nhello\r\n1A\r\n" + b"z" * 26 + b"\r\n0\r\nX-Sum: 1\r\n\r\nNEXT"
+    decoder = ChunkedDecoder()
+    data = b""
+    for index in range(len(wire)):
+        if decoder.done:
+            break
+        data += b"".join(decoder.feed(wire[index : index + 1]))
+    assert data == b"hello" + b"z" * 26
+    assert decoder.done
+    assert decoder.trailers == b"X-Sum: 1\r\n"
+    whole = ChunkedDecoder()
+    assert b"".join(whole.feed(wire)) == data
+    assert whole.leftover == b"NEXT"
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [b"xyz\r\n", b"5\r\nhelloX\r\n", b"1" * 5000, b"12345678901234567\r\n"],
+)
+def test_a_malformed_chunked_body_is_refused(wire: bytes) -> None:
+    with pytest.raises(BadMessage):
+        ChunkedDecoder().feed(wire)
