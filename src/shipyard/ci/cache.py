@@ -70,6 +70,7 @@ class InputIndex:
 
     def __init__(self, files: Mapping[str, str], *, exclude: Sequence[str] = ()) -> None:
         self.files = {path: ident for path, ident in files.items() if path not in exclude}
+        self._digests: dict[tuple[str, ...] | None, str] = {}
 
     @classmethod
     def from_commit(
@@ -114,6 +115,12 @@ class InputIndex:
 
     def digest(self, patterns: Sequence[str] | None) -> str:
         """A digest of the files matching ``patterns`` (all of them when None)."""
+        key = None if patterns is None else tuple(patterns)
+        if key not in self._digests:
+            self._digests[key] = self._compute(patterns)
+        return self._digests[key]
+
+    def _compute(self, patterns: Sequence[str] | None) -> str:
         chosen = sorted(
             path
             for path in self.files
@@ -173,7 +180,7 @@ class JobCache:
         return hmac.new(self._key, body, hashlib.sha256).hexdigest()
 
     def lookup(self, key: str) -> CacheEntry | None:
-        """The entry for a key whose blobs are all present, or None; marks it used."""
+        """The entry for a key whose blobs are all present, or None (``touch`` marks use)."""
         with self.store.read() as conn:
             row = conn.execute(select(cache_entries).where(cache_entries.c.key == key)).first()
         if row is None:
@@ -192,12 +199,6 @@ class JobCache:
         ):
             self.forget(key)
             return None
-        with self.store.write() as conn:
-            conn.execute(
-                update(cache_entries)
-                .where(cache_entries.c.key == key)
-                .values(last_used_at=datetime.now(UTC))
-            )
         return entry
 
     def save(
@@ -211,7 +212,7 @@ class JobCache:
         log_path: Path,
         outputs: Mapping[str, str],
     ) -> CacheEntry:
-        """Store a passed job's results under its key, then keep the cache under its cap."""
+        """Store a passed job's results under its key (``evict`` keeps the cap, once a run)."""
         log = self.blobs.put_file(log_path)
         size = artifacts_size + log.size
         now = datetime.now(UTC)
@@ -231,8 +232,18 @@ class JobCache:
                     last_used_at=now,
                 )
             )
-        self.evict()
         return CacheEntry(key, job.id, run_id, artifacts, str(log.digest), dict(outputs), size)
+
+    def touch(self, keys: Sequence[str]) -> None:
+        """Mark entries as used now (done once per run, for least-recently-used eviction)."""
+        if not keys:
+            return
+        with self.store.write() as conn:
+            conn.execute(
+                update(cache_entries)
+                .where(cache_entries.c.key.in_(list(keys)))
+                .values(last_used_at=datetime.now(UTC))
+            )
 
     def forget(self, key: str) -> None:
         """Drop one entry (its blobs go at the next garbage collection)."""

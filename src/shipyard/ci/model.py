@@ -7,6 +7,7 @@ column). A ``JobSpec`` is plain data so that any executor, local or remote, can 
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -229,7 +230,12 @@ def _shell_argv(shell: str | list[str]) -> tuple[str, ...]:
 
 def _missing_shell(shell: str | list[str]) -> str | None:
     program = _shell_argv(shell)[0]
-    return None if shutil.which(program) else program
+    return None if _installed(program) else program
+
+
+@functools.cache
+def _installed(program: str) -> bool:
+    return shutil.which(program) is not None
 
 
 def _step_name(command: str, index: int) -> str:

@@ -224,8 +224,8 @@ async def execute(
     if request.worktree:
         workspace = RunWorkspace.in_place(prepared.toplevel)
     else:
-        workspace = await asyncio.to_thread(
-            RunWorkspace.create, prepared.git, state.workspaces / f"run-{run.id}", prepared.commit
+        workspace = RunWorkspace.create(
+            prepared.git, state.workspaces / f"run-{run.id}", prepared.commit
         )
     secret_names = {name for job in prepared.pipeline.jobs for name in job.secrets}
     base_env = {

@@ -300,25 +300,6 @@ def attempts_of(store: Store, run_id: int, job_id: str | None = None) -> list[At
         return [_to_attempt(row) for row in conn.execute(query)]
 
 
-def job_started(store: Store, run_id: int, job_id: str) -> None:
-    """Mark a job running (the first attempt's start)."""
-    with store.write() as conn:
-        conn.execute(
-            update(run_jobs)
-            .where(
-                run_jobs.c.run_id == run_id,
-                run_jobs.c.job_id == job_id,
-                run_jobs.c.started_at.is_(None),
-            )
-            .values(started_at=datetime.now(UTC))
-        )
-        conn.execute(
-            update(run_jobs)
-            .where(run_jobs.c.run_id == run_id, run_jobs.c.job_id == job_id)
-            .values(status="running")
-        )
-
-
 def job_finished(
     store: Store,
     run_id: int,
@@ -352,8 +333,58 @@ def job_finished(
         )
 
 
+def record_cached(
+    store: Store,
+    run_id: int,
+    job_id: str,
+    *,
+    log_path: str,
+    log_bytes: int,
+    log_lines: int,
+    log_index: Sequence[int],
+    reason: str,
+    outputs: Mapping[str, str],
+    artifacts: str | None,
+    cache_key: str,
+) -> None:
+    """Record a job served from the cache: one passed attempt and the job, in one write."""
+    now = datetime.now(UTC)
+    with store.write() as conn:
+        conn.execute(
+            job_attempts.insert().values(
+                run_id=run_id,
+                job_id=job_id,
+                attempt=1,
+                status="passed",
+                exit_code=0,
+                message=reason,
+                started_at=now,
+                finished_at=now,
+                log_path=log_path,
+                log_bytes=log_bytes,
+                log_lines=log_lines,
+                log_index=json.dumps(list(log_index)),
+            )
+        )
+        conn.execute(
+            update(run_jobs)
+            .where(run_jobs.c.run_id == run_id, run_jobs.c.job_id == job_id)
+            .values(
+                status="passed",
+                reason=reason,
+                attempts=1,
+                started_at=now,
+                finished_at=now,
+                outputs=json.dumps(dict(outputs), sort_keys=True),
+                artifacts=artifacts,
+                cache_key=cache_key,
+                cached=True,
+            )
+        )
+
+
 def attempt_started(store: Store, run_id: int, job_id: str, attempt: int, log_path: str) -> None:
-    """Record that an attempt began and where its log is written."""
+    """Record that an attempt began (and so its job) and where its log is written."""
     with store.write() as conn:
         conn.execute(
             job_attempts.insert().values(
@@ -371,7 +402,11 @@ def attempt_started(store: Store, run_id: int, job_id: str, attempt: int, log_pa
         conn.execute(
             update(run_jobs)
             .where(run_jobs.c.run_id == run_id, run_jobs.c.job_id == job_id)
-            .values(attempts=attempt)
+            .values(
+                attempts=attempt,
+                status="running",
+                started_at=func.coalesce(run_jobs.c.started_at, datetime.now(UTC)),
+            )
         )
 
 

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from shipyard.ci import runs
 from shipyard.ci.artifacts import ArtifactError, ArtifactSet, collect, lay, load_set, store_set
-from shipyard.ci.cache import InputIndex, JobCache, tool_versions
+from shipyard.ci.cache import CacheEntry, InputIndex, JobCache, tool_versions
 from shipyard.ci.executors import AttemptOutcome, AttemptRequest, Executor
 from shipyard.ci.expressions import ExpressionContext, ExpressionError
 from shipyard.ci.logs import LogWriter, summarize_log
@@ -125,9 +125,13 @@ class Scheduler:
     results: dict[str, _JobResult] = field(default_factory=dict)
     _stop_new: str | None = None
     _cancelled: str | None = None
+    _touched: list[str] = field(default_factory=list)
+    _saves: set[asyncio.Task[CacheEntry]] = field(default_factory=set)
 
     async def run(self) -> runs.Run:
         """Run every job; return the finished run. Cancelling this task cancels the run."""
+        for folder in (self.logs_dir / f"run-{self.run_id}", self.outputs_dir):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         poller = asyncio.create_task(self._watch_cancel_requests())
         running: dict[str, asyncio.Task[_JobResult]] = {}
         try:
@@ -141,6 +145,8 @@ class Scheduler:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
+            await asyncio.shield(self.executor.close())
+            await asyncio.shield(self._settle_saves())
         return await asyncio.to_thread(self._finish)
 
     async def _drive(self, running: dict[str, asyncio.Task[_JobResult]]) -> None:
@@ -227,7 +233,6 @@ class Scheduler:
 
     async def _run_job(self, job: JobSpec) -> _JobResult:
         started = time.monotonic()
-        await asyncio.to_thread(runs.job_started, self.store, self.run_id, job.id)
         result = _JobResult("failed", "no attempt ran")
         try:
             reused = self.reuse.get(job.id)
@@ -238,8 +243,12 @@ class Scheduler:
             key = await self._cache_key(job)
             if key is not None:
                 hit = await asyncio.to_thread(self._from_cache, job, key)
-                if hit is not None:
-                    await self._record(job, hit, time.monotonic() - started)
+                if hit is not None:  # already stored with its attempt, in one write
+                    self._touched.append(key)
+                    self.observer.job_finished(
+                        job, hit.status, hit.reason, time.monotonic() - started
+                    )
+                    self.results[job.id] = hit
                     return hit
             for attempt in range(1, job.retry_max + 2):
                 self.observer.job_started(job, attempt)
@@ -295,7 +304,7 @@ class Scheduler:
         tools: dict[str, str] = {}
         if job.tools:
             tools = await asyncio.to_thread(
-                tool_versions, job.tools, self.workspace.source, self.base_env
+                tool_versions, job.tools, self.workspace.checkout(), self.base_env
             )
         secrets = {name: self.secrets[name].reveal() for name in job.secrets}
         return self.cache.cache.job_key(
@@ -317,29 +326,29 @@ class Scheduler:
             for file in artifacts.files if artifacts else ():
                 self.blobs.verify(file.digest)
             log_path = self._log_path(job, 1)
-            runs.attempt_started(self.store, self.run_id, job.id, 1, str(log_path))
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            self.blobs.copy_to(entry.log, log_path)
+            log_path.write_bytes(self.blobs.read_bytes(entry.log))  # verified; replayable
         except BlobError:
             self.cache.cache.forget(key)  # a damaged entry is a miss, never a wrong result
             return None
         summary = summarize_log(log_path)
-        runs.attempt_finished(
+        reason = f"cached from run #{entry.run_id}"
+        runs.record_cached(
             self.store,
             self.run_id,
             job.id,
-            1,
-            status="passed",
-            exit_code=0,
-            failure_kind=None,
-            message=f"cached (run #{entry.run_id})",
+            log_path=str(log_path),
             log_bytes=summary.size_bytes,
             log_lines=summary.lines,
             log_index=summary.index,
+            reason=reason,
+            outputs=entry.outputs,
+            artifacts=entry.artifacts,
+            cache_key=key,
         )
         return _JobResult(
             "passed",
-            f"cached from run #{entry.run_id}",
+            reason,
             satisfies=True,
             artifacts=artifacts,
             artifacts_digest=entry.artifacts,
@@ -348,20 +357,22 @@ class Scheduler:
             cached=True,
         )
 
+    def _open_attempt(self, job: JobSpec, attempt: int, log_path: Path) -> LogWriter:
+        """Record the attempt and open its log (file-system and database work, off the loop)."""
+        runs.attempt_started(self.store, self.run_id, job.id, attempt, str(log_path))
+        return LogWriter(log_path, limit_bytes=job.log_limit, masker=self.masker)
+
     def _log_path(self, job: JobSpec, attempt: int) -> Path:
-        return self.logs_dir / f"run-{self.run_id}" / job_folder(job.id) / f"attempt-{attempt}.log"
+        return self.logs_dir / f"run-{self.run_id}" / f"{job_folder(job.id)}.attempt-{attempt}.log"
 
     async def _attempt(
         self, job: JobSpec, attempt: int, key: str | None
     ) -> tuple[AttemptOutcome, _JobResult | None]:
         log_path = self._log_path(job, attempt)
-        await asyncio.to_thread(
-            runs.attempt_started, self.store, self.run_id, job.id, attempt, str(log_path)
-        )
-        writer = LogWriter(log_path, limit_bytes=job.log_limit, masker=self.masker)
+        writer = await asyncio.to_thread(self._open_attempt, job, attempt, log_path)
         outcome = AttemptOutcome("error", failure_kind="infrastructure")
         produced: _JobResult | None = None
-        output_file = self.outputs_dir / job_folder(job.id) / f"attempt-{attempt}.env"
+        output_file = self.outputs_dir / f"{job_folder(job.id)}.attempt-{attempt}.env"
         try:
             try:
                 folder = await asyncio.to_thread(self._prepare, job, writer)
@@ -372,7 +383,6 @@ class Scheduler:
                 )
                 return outcome, None
             workspace = folder / self.pipeline.project_dir if self.pipeline.project_dir else folder
-            output_file.parent.mkdir(parents=True, exist_ok=True)
             output_file.unlink(missing_ok=True)
             env = self._environment(job, attempt, folder)
             env["SHIPYARD_OUTPUT"] = str(output_file)
@@ -422,16 +432,21 @@ class Scheduler:
                 )
             )
             if produced is not None and key is not None and self.cache is not None:
-                await asyncio.to_thread(
-                    self.cache.cache.save,
-                    key,
-                    job,
-                    self.run_id,
-                    artifacts=produced.artifacts_digest,
-                    artifacts_size=produced.artifacts.size if produced.artifacts else 0,
-                    log_path=log_path,
-                    outputs=produced.outputs,
+                # Filling the cache is off the critical path; the run waits for it at the end.
+                save = asyncio.create_task(
+                    asyncio.to_thread(
+                        self.cache.cache.save,
+                        key,
+                        job,
+                        self.run_id,
+                        artifacts=produced.artifacts_digest,
+                        artifacts_size=produced.artifacts.size if produced.artifacts else 0,
+                        log_path=log_path,
+                        outputs=produced.outputs,
+                    )
                 )
+                self._saves.add(save)
+                save.add_done_callback(self._saves.discard)
 
     def _prepare(self, job: JobSpec, writer: LogWriter) -> Path:
         """A fresh workspace for the job with the artifacts of its needs laid in."""
@@ -528,6 +543,14 @@ class Scheduler:
         )
         self.results[job.id] = result
 
+    async def _settle_saves(self) -> None:
+        """Wait for cache entries still being written; a blob that cannot be stored (a full
+        disk) only costs a later cache hit, so it does not fail the run."""
+        while self._saves:
+            for outcome in await asyncio.gather(*list(self._saves), return_exceptions=True):
+                if isinstance(outcome, BaseException) and not isinstance(outcome, BlobError):
+                    raise outcome
+
     async def _cancel_all(self, running: dict[str, asyncio.Task[_JobResult]]) -> None:
         for task in running.values():
             task.cancel()
@@ -550,6 +573,9 @@ class Scheduler:
             return runs.cancel_requested(conn, self.run_id)
 
     def _finish(self) -> runs.Run:
+        if self.cache is not None:
+            self.cache.cache.touch(self._touched)
+            self.cache.cache.evict()
         failed = [
             job_id
             for job_id, r in self.results.items()

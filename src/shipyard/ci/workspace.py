@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-from dataclasses import dataclass
+import threading
 from pathlib import Path
 
 from shipyard.core.errors import GitError, HostError
@@ -24,46 +24,68 @@ class WorkspaceError(HostError):
     """A workspace could not be created or removed."""
 
 
-@dataclass(frozen=True)
 class RunWorkspace:
-    """The checkout of one run and the per-job copies made from it."""
+    """The checkout of one run and the per-job copies made from it.
 
-    root: Path
-    source: Path
-    isolated: bool
-    git: Git | None = None
+    An isolated workspace checks the commit out only when the first job needs it, so a run
+    whose jobs all come from the cache touches no files.
+    """
+
+    def __init__(
+        self, root: Path, *, isolated: bool, git: Git | None = None, commit: str | None = None
+    ) -> None:
+        self.root = root
+        self.isolated = isolated
+        self.git = git
+        self.commit = commit
+        self._lock = threading.Lock()
+        self._checked_out = not isolated
+
+    @property
+    def source(self) -> Path:
+        """The pristine checkout (or the working tree itself in place)."""
+        return self.root / "source" if self.isolated else self.root
 
     @classmethod
     def create(cls, git: Git, root: Path, commit: str) -> RunWorkspace:
-        """Check ``commit`` out as a detached worktree under ``root``."""
-        source = root / "source"
-        if root.exists():
-            shutil.rmtree(root)
-        root.mkdir(parents=True)
-        try:
-            git.worktree_add(source, commit, detach=True)
-        except GitError as exc:
-            shutil.rmtree(root, ignore_errors=True)
-            raise WorkspaceError(
-                f"cannot check out {commit[:12]} into {source}: {exc.message}",
-                hint="check free disk space and 'git worktree list'",
-            ) from exc
-        return cls(root=root, source=source, isolated=True, git=git)
+        """A workspace that checks ``commit`` out under ``root`` when first needed."""
+        return cls(root, isolated=True, git=git, commit=commit)
 
     @classmethod
     def in_place(cls, toplevel: Path) -> RunWorkspace:
         """Run in the user's working tree, as it is (``--worktree``)."""
-        return cls(root=toplevel, source=toplevel, isolated=False)
+        return cls(toplevel, isolated=False)
+
+    def checkout(self) -> Path:
+        """Check the commit out as a detached worktree (once); returns where."""
+        with self._lock:
+            if self._checked_out:
+                return self.source
+            assert self.git is not None and self.commit is not None
+            if self.root.exists():
+                shutil.rmtree(self.root)
+            self.root.mkdir(parents=True)
+            try:
+                self.git.worktree_add(self.source, self.commit, detach=True)
+            except GitError as exc:
+                shutil.rmtree(self.root, ignore_errors=True)
+                raise WorkspaceError(
+                    f"cannot check out {self.commit[:12]} into {self.source}: {exc.message}",
+                    hint="check free disk space and 'git worktree list'",
+                ) from exc
+            self._checked_out = True
+            return self.source
 
     def for_job(self, job_id: str) -> Path:
         """A fresh folder for one job: a copy of the checkout (or the tree itself in place)."""
         if not self.isolated:
             return self.source
+        source = self.checkout()
         target = self.root / "jobs" / job_folder(job_id)
         if target.exists():
             shutil.rmtree(target)
         try:
-            shutil.copytree(self.source, target, symlinks=True)
+            shutil.copytree(source, target, symlinks=True)
         except OSError as exc:
             shutil.rmtree(target, ignore_errors=True)
             raise WorkspaceError(
@@ -74,7 +96,7 @@ class RunWorkspace:
 
     def remove(self) -> None:
         """Delete the checkout and every job copy; unregister the worktree."""
-        if not self.isolated:
+        if not self.isolated or not self._checked_out:
             return
         if self.git is not None:
             try:

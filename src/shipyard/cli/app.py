@@ -6,15 +6,16 @@ checked failed, 2 a user's mistake, 3 waiting for a person. No traceback unless 
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from shipyard import __version__
-from shipyard.cli.commands import audit, config, db, gc, hook, router, run, runs
 from shipyard.cli.output import Output
 from shipyard.core.errors import CheckFailed, ShipyardError, WaitingForPerson
 
@@ -24,7 +25,46 @@ EXIT_USAGE = 2
 EXIT_WAITING = 3
 EXIT_INTERRUPTED = 130
 
+# Every command, in the order ``--help`` lists them: (module, attribute). A command's module is
+# imported only when that command runs, so each command pays only for what it uses.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("shipyard.cli.commands.config", "init"),
+    "validate": ("shipyard.cli.commands.config", "validate"),
+    "run": ("shipyard.cli.commands.run", "run"),
+    "logs": ("shipyard.cli.commands.runs", "logs"),
+    "runs": ("shipyard.cli.commands.runs", "app"),
+    "hook": ("shipyard.cli.commands.hook", "app"),
+    "gc": ("shipyard.cli.commands.gc", "gc"),
+    "router": ("shipyard.cli.commands.router", "app"),
+    "audit": ("shipyard.cli.commands.audit", "app"),
+    "db": ("shipyard.cli.commands.db", "app"),
+}
+
+
+class LazyCommands(TyperGroup):
+    """The root group: commands are built from their modules on first use."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """Every command name, in the order of ``COMMANDS``."""
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """Import the command's module and build it (None for an unknown name)."""
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[cmd_name]
+        target = getattr(importlib.import_module(module), attribute)
+        if not isinstance(target, typer.Typer):
+            single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+            single.command(cmd_name)(target)
+            target = single
+        command = typer.main.get_command(target)
+        command.name = cmd_name
+        return command
+
+
 app = typer.Typer(
+    cls=LazyCommands,
     name="shipyard",
     help="Shipyard: CI, gates, versioned signed releases, progressive delivery and "
     "monitoring, from commit to production.",
@@ -54,18 +94,6 @@ def root(
     """Shipyard: one tool from commit to production."""
     if debug:
         os.environ["SHIPYARD_DEBUG"] = "1"
-
-
-app.command("init")(config.init)
-app.command("validate")(config.validate)
-app.command("run")(run.run)
-app.command("logs")(runs.logs)
-app.add_typer(runs.app, name="runs")
-app.add_typer(hook.app, name="hook")
-app.add_typer(router.app, name="router")
-app.command("gc")(gc.gc)
-app.add_typer(db.app, name="db")
-app.add_typer(audit.app, name="audit")
 
 
 def exit_code_for(error: ShipyardError) -> int:

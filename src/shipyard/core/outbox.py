@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from shipyard.core.store.tables import outbox_deliveries, outbox_events
 
@@ -143,6 +142,9 @@ def mark_failed(
 def _upsert(
     conn: Connection, consumer: str, event_id: int, *, attempts: int | None = None, **values: Any
 ) -> None:
+    # Imported here: the dialect modules cost start-up time every command would pay.
+    from sqlalchemy.dialects import postgresql, sqlite
+
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     row = {"consumer": consumer, "event_id": event_id, "attempts": attempts or 0, **values}
     statement = dialect.insert(outbox_deliveries).values(**row)

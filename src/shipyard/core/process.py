@@ -193,10 +193,36 @@ def kill_tree(
     )
 
 
-def marked_processes(marker: tuple[str, str]) -> list[int]:
-    """The pids of live processes (other than this one) whose environment carries ``marker``."""
+def marked_processes(marker: tuple[str, str], *, since_pid: int | None = None) -> list[int]:
+    """The pids of live processes (other than this one) whose environment carries ``marker``.
+
+    With ``since_pid`` (a pid taken before the marked tree started) only newer pids are read,
+    which is cheap on Linux; when pid numbers have wrapped around, everything is read.
+    """
     me = os.getpid()
-    return [p.pid for p in _marked(marker) if p.pid != me and _running(p)]
+    proc = Path("/proc")
+    last = _last_pid(proc)
+    if since_pid is None or last is None or last < since_pid or not proc.is_dir():
+        return [p.pid for p in _marked(marker) if p.pid != me and _running(p)]
+    needle = f"{marker[0]}={marker[1]}".encode()
+    found = []
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit() or int(entry.name) < since_pid or int(entry.name) == me:
+            continue
+        try:
+            environ = Path(entry.path, "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0") and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def _last_pid(proc: Path) -> int | None:
+    try:
+        return int((proc / "sys" / "kernel" / "ns_last_pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _protected_pids() -> frozenset[int]:

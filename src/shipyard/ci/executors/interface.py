@@ -73,3 +73,6 @@ class Executor(ABC):
     @abstractmethod
     async def execute(self, request: AttemptRequest) -> AttemptOutcome:
         """Run every step of the job in order; stop at the first failing step."""
+
+    async def close(self) -> None:  # noqa: B027 - optional for executors with nothing to do
+        """Finish whatever the executor still does in the background (called at run end)."""

@@ -28,6 +28,14 @@ _COMMAND_NOT_FOUND = 127
 class LocalExecutor(Executor):
     """Runs a job's steps as subprocesses of this process, one after another."""
 
+    def __init__(self) -> None:
+        self._sweeps: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Wait until every leftover background process of finished steps is gone."""
+        while self._sweeps:
+            await asyncio.gather(*list(self._sweeps))
+
     async def execute(self, request: AttemptRequest) -> AttemptOutcome:
         """Run the steps in order under the job's timeout; stop at the first failure."""
         job = request.job
@@ -106,8 +114,10 @@ class LocalExecutor(Executor):
             )
         code = waiter.result()
         # The main process is gone; whatever it left running in the background goes too.
-        if await asyncio.to_thread(marked_processes, marker):
-            await _stop(None, marker)
+        # The sweep runs beside the rest of the job's bookkeeping; close() waits for it.
+        sweep = asyncio.create_task(_stop(None, marker, since_pid=process.pid))
+        self._sweeps.add(sweep)
+        sweep.add_done_callback(self._sweeps.discard)
         await _finish(pumps, watcher, None)
         if request.log.limit_exceeded:
             return AttemptOutcome(
@@ -194,10 +204,10 @@ async def _watch_log_limit(log: LogSink) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _stop(pid: int | None, marker: tuple[str, str]) -> None:
+async def _stop(pid: int | None, marker: tuple[str, str], *, since_pid: int | None = None) -> None:
     """Kill the step's whole tree (by pid and by marker) without blocking the event loop."""
     if pid is None:
-        leftovers = await asyncio.to_thread(marked_processes, marker)
+        leftovers = await asyncio.to_thread(marked_processes, marker, since_pid=since_pid)
         for leftover in leftovers:
             await asyncio.to_thread(_kill_quietly, leftover, marker)
         return

@@ -14,7 +14,6 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from shipyard.core.config.explain import explain_validation_error
 from shipyard.core.config.model import ShipyardConfig
 from shipyard.core.config.problems import ConfigInvalid, ConfigProblem, KeyPath, format_path
 from shipyard.core.config.yamlsafe import YamlDocument, parse_yaml, read_yaml_file
@@ -84,6 +83,9 @@ def validate_document(document: YamlDocument, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(document.data)
     except ValidationError as exc:
+        # Imported here: explaining errors is only needed when there are some.
+        from shipyard.core.config.explain import explain_validation_error
+
         raise ConfigInvalid(explain_validation_error(exc, document, model)) from None
 
 

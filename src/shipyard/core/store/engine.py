@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError as SAArgumentError
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 from shipyard.core.errors import StoreError
 from shipyard.core.store.tables import SCHEMA_HEAD
@@ -93,10 +93,14 @@ class Store:
             database = self.url.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # A small pool: opening a SQLite connection (and its PRAGMAs) costs more than
+            # most of the short transactions it would serve. In-memory databases need one.
+            memory = not database or database == ":memory:"
             engine = create_engine(
                 self.url,
-                poolclass=NullPool,
+                poolclass=StaticPool if memory else QueuePool,
                 connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
+                **({} if memory else {"pool_size": 4, "max_overflow": 8}),
             )
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)
