@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runs": ("shipyard.cli.commands.runs", "app"),
     "hook": ("shipyard.cli.commands.hook", "app"),
     "gc": ("shipyard.cli.commands.gc", "gc"),
+    "scan": ("shipyard.cli.commands.scan", "scan"),
+    "advisories": ("shipyard.cli.commands.advisories", "app"),
     "router": ("shipyard.cli.commands.router", "app"),
     "audit": ("shipyard.cli.commands.audit", "app"),
     "db": ("shipyard.cli.commands.db", "app"),

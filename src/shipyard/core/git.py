@@ -273,6 +273,29 @@ class Git:
 
     # -- worktrees --------------------------------------------------------------------------
 
+    def archive(self, commit: str, dest: Path) -> None:
+        """Write the tree of ``commit`` as an uncompressed tar file to ``dest``."""
+        sha = self.resolve_commit(commit)
+        self._run(
+            ("archive", "--format=tar", "-o", str(self._absolute(dest)), sha),
+            timeout=max(self.timeout, 600.0),
+        )
+
+    def create_tag(self, name: str, commit: str, message: str) -> None:
+        """Create the annotated tag ``name`` on ``commit``."""
+        sha = self.resolve_commit(commit)
+        if name.startswith("-"):
+            raise GitError(f"{name!r} is not a tag name", hint="tag names cannot start with '-'")
+        self._run(("tag", "--annotate", "--message", message, "--end-of-options", name, sha))
+
+    def delete_tag(self, name: str) -> None:
+        """Delete the tag ``name`` (locally)."""
+        self._run(("tag", "--delete", "--end-of-options", name))
+
+    def tag_commit(self, name: str) -> str | None:
+        """The commit a tag points at (peeled), or None when there is no such tag."""
+        return self.find_commit(f"refs/tags/{name}")
+
     def worktree_add(self, path: Path, commit: str, *, detach: bool = True) -> None:
         """Check ``commit`` out in a new worktree at ``path``, detached unless told otherwise."""
         _check_revision(commit)

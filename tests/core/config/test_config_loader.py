@@ -57,7 +57,7 @@ def test_invalid_is_a_user_error_with_structured_problems() -> None:
             column=1,
             path="extra",
             message="unknown key 'extra'",
-            hint="remove it; the keys allowed here are: pipeline, project",
+            hint="remove it; the keys allowed here are: gates, pipeline, project, release",
         ),
     ]
     assert str(error).splitlines() == [str(problem) for problem in error.problems]

@@ -8,7 +8,9 @@ section's details and no loading logic.
 
 from __future__ import annotations
 
+from shipyard.core.config.gates import Gates
 from shipyard.core.config.pipeline import Pipeline
+from shipyard.core.config.release import Release
 from shipyard.core.config.types import ProjectName, StrictModel
 
 
@@ -17,3 +19,5 @@ class ShipyardConfig(StrictModel):
 
     project: ProjectName
     pipeline: Pipeline | None = None
+    release: Release | None = None
+    gates: Gates | None = None

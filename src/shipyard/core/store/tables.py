@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 
 NAMING = {
@@ -34,7 +35,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 """The newest migration; a test keeps it equal to the head of ``migrations/versions``."""
 
 metadata = MetaData(naming_convention=NAMING)
@@ -219,4 +220,31 @@ gate_results = Table(
     Column("overridden_by", String(320), nullable=True),
     Column("override_reason", Text, nullable=True),
     Column("overridden_at", UTCDateTime(), nullable=True),
+)
+
+releases = Table(
+    "releases",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("project", String(64), nullable=False),
+    Column("version", String(100), nullable=False),
+    Column("tag", String(200), nullable=False),
+    Column("commit_sha", String(64), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("run_id", BigInteger, nullable=True),
+    Column("gate_run_id", BigInteger, nullable=True),
+    Column("bundle", String(71), nullable=False),
+    Column("artifacts", Text, nullable=False),
+    Column("sbom", String(71), nullable=True),
+    Column("envelope", String(71), nullable=True),
+    Column("key_id", String(64), nullable=True),
+    Column("changelog", Text, nullable=False),
+    Column("config_digest", String(64), nullable=False),
+    Column("actor", String(320), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("published_at", UTCDateTime(), nullable=True),
+    Column("message", Text, nullable=True),
+    UniqueConstraint("project", "version", name="uq_releases_project_version"),
 )

@@ -1,0 +1,136 @@
+"""Dependency readers: find a project's dependency files and read what each one pins.
+
+``READERS`` maps each file kind to its reader; ``read_dependencies`` walks a workspace
+(skipping hidden folders, ``node_modules`` and virtual environments) and reads every file a
+reader knows. ``pyproject.toml`` is read only where no Python lockfile sits beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipyard.gates.deps.interface import (
+    Dependency,
+    DependencyReader,
+    MalformedDependencyFile,
+    relative_name,
+)
+from shipyard.gates.deps.npm import PackageLockReader
+from shipyard.gates.deps.poetry import PoetryLockReader
+from shipyard.gates.deps.pylock import PylockReader
+from shipyard.gates.deps.pyproject import PyprojectReader
+from shipyard.gates.deps.requirements import RequirementsReader
+from shipyard.gates.deps.uv import UvLockReader
+
+READERS: dict[str, DependencyReader] = {
+    reader.name: reader
+    for reader in (
+        RequirementsReader(),
+        UvLockReader(),
+        PoetryLockReader(),
+        PylockReader(),
+        PackageLockReader(),
+        PyprojectReader(),
+    )
+}
+"""One reader per kind of dependency file, by the kind's name."""
+
+_REQUIREMENTS = re.compile(r"requirements[\w.-]*\.(?:txt|in)", re.IGNORECASE)
+_PYLOCK = re.compile(r"pylock(?:\.[^.]+)?\.toml")
+_PYTHON_LOCKS = ("uv.lock", "poetry.lock")
+_SKIPPED_FOLDERS = {"node_modules", "__pycache__", "site-packages", "venv", "env"}
+
+
+@dataclass(frozen=True)
+class DependencyScan:
+    """The dependency files found in a workspace and what they declare."""
+
+    files: tuple[str, ...]
+    dependencies: tuple[Dependency, ...]
+
+
+def reader_for(path: Path) -> DependencyReader | None:
+    """The reader of a file, by its name and folder; None for files no reader knows."""
+    name = path.name
+    if _REQUIREMENTS.fullmatch(name) or (
+        path.parent.name == "requirements" and name.endswith(".txt")
+    ):
+        return READERS["requirements"]
+    if name == "uv.lock":
+        return READERS["uv.lock"]
+    if name == "poetry.lock":
+        return READERS["poetry.lock"]
+    if _PYLOCK.fullmatch(name):
+        return READERS["pylock.toml"]
+    if name in ("package-lock.json", "npm-shrinkwrap.json"):
+        return READERS["package-lock.json"]
+    if name == "pyproject.toml":
+        return READERS["pyproject.toml"]
+    return None
+
+
+def find_dependency_files(root: Path) -> list[Path]:
+    """Every dependency file under ``root`` that a reader knows, in a stable order."""
+    found: list[Path] = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(
+            name
+            for name in subfolders
+            if not name.startswith(".")
+            and name not in _SKIPPED_FOLDERS
+            and not (Path(folder) / name / "pyvenv.cfg").exists()
+        )
+        names = set(files)
+        has_lock = any(n in names for n in _PYTHON_LOCKS) or any(
+            _PYLOCK.fullmatch(n) for n in names
+        )
+        for name in sorted(names):
+            path = Path(folder) / name
+            if reader_for(path) is None or (name == "pyproject.toml" and has_lock):
+                continue
+            found.append(path)
+    return found
+
+
+def read_dependencies(root: Path, files: list[Path] | None = None) -> DependencyScan:
+    """Read the given files (default: every file found under ``root``)."""
+    chosen = find_dependency_files(root) if files is None else files
+    seen: set[tuple[str, str, str | None, str]] = set()
+    dependencies: list[Dependency] = []
+    for path in chosen:
+        reader = reader_for(path)
+        if reader is None:
+            raise MalformedDependencyFile(
+                f"{relative_name(path, root)}: Shipyard does not know how to read this file",
+                hint="name a requirements*.txt, uv.lock, poetry.lock, pylock.toml, "
+                "package-lock.json or pyproject.toml",
+            )
+        for dependency in reader.read(path, root):
+            key = (
+                dependency.ecosystem,
+                dependency.name.lower(),
+                dependency.version,
+                dependency.location,
+            )
+            if key not in seen:
+                seen.add(key)
+                dependencies.append(dependency)
+    return DependencyScan(
+        files=tuple(relative_name(path, root) for path in chosen),
+        dependencies=tuple(dependencies),
+    )
+
+
+__all__ = [
+    "READERS",
+    "Dependency",
+    "DependencyReader",
+    "DependencyScan",
+    "MalformedDependencyFile",
+    "find_dependency_files",
+    "read_dependencies",
+    "reader_for",
+]

@@ -1,0 +1,39 @@
+"""``poetry.lock``: every ``[[package]]`` from PyPI or a private index is pinned.
+
+Packages from git, a directory, a file or a URL are reported as not checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import ClassVar
+
+from shipyard.gates.deps.interface import Dependency, DependencyReader, relative_name
+from shipyard.gates.deps.tomlfiles import entries, load_toml, table_lines, text_field
+
+
+class PoetryLockReader(DependencyReader):
+    """Reads ``poetry.lock``: every ``[[package]]`` from PyPI or a private index is pinned."""
+
+    name: ClassVar[str] = "poetry.lock"
+
+    def read(self, path: Path, root: Path) -> list[Dependency]:
+        """The packages of the lock."""
+        data, text = load_toml(path, root)
+        file = relative_name(path, root)
+        lines = table_lines(text, "package")
+        found = []
+        for index, entry in enumerate(entries(data, "package", file)):
+            line = lines[index] if index < len(lines) else None
+            name = text_field(entry, "name", file, line)
+            version = text_field(entry, "version", file, line)
+            source = entry.get("source")
+            kind = source.get("type") if isinstance(source, Mapping) else None
+            if kind in ("git", "directory", "file", "url"):
+                found.append(
+                    Dependency("PyPI", name, None, file, line, name, f"installed from {kind}")
+                )
+            else:
+                found.append(Dependency("PyPI", name, version, file, line, f"{name}=={version}"))
+        return found

@@ -1,0 +1,52 @@
+"""``pylock.toml`` (PEP 751): ``[[packages]]`` with a version from an index are pinned.
+
+Packages from a VCS, a directory or an archive are reported as not checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from shipyard.gates.deps.interface import (
+    Dependency,
+    DependencyReader,
+    MalformedDependencyFile,
+    relative_name,
+)
+from shipyard.gates.deps.tomlfiles import entries, load_toml, table_lines, text_field
+
+
+class PylockReader(DependencyReader):
+    """Reads ``pylock.toml`` (PEP 751): ``[[packages]]`` with a version from an index."""
+
+    name: ClassVar[str] = "pylock.toml"
+
+    def read(self, path: Path, root: Path) -> list[Dependency]:
+        """The packages of the lock."""
+        data, text = load_toml(path, root)
+        file = relative_name(path, root)
+        if "lock-version" not in data:
+            raise MalformedDependencyFile(
+                f"{file}: not a PEP 751 lockfile: 'lock-version' is missing"
+            )
+        lines = table_lines(text, "packages")
+        found = []
+        for index, entry in enumerate(entries(data, "packages", file)):
+            line = lines[index] if index < len(lines) else None
+            name = text_field(entry, "name", file, line)
+            version = entry.get("version")
+            for kind in ("vcs", "directory", "archive"):
+                if kind in entry:
+                    found.append(
+                        Dependency("PyPI", name, None, file, line, name, f"installed from {kind}")
+                    )
+                    break
+            else:
+                if isinstance(version, str) and version:
+                    found.append(
+                        Dependency("PyPI", name, version, file, line, f"{name}=={version}")
+                    )
+                else:
+                    found.append(Dependency("PyPI", name, None, file, line, name, "no version"))
+        return found

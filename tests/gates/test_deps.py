@@ -1,0 +1,214 @@
+"""Dependency readers: what each file format pins, what it leaves unpinned, and bad files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shipyard.gates.deps import (
+    MalformedDependencyFile,
+    find_dependency_files,
+    read_dependencies,
+)
+
+
+def pins(workspace: Path) -> list[tuple[str, str | None, str]]:
+    return [(d.name, d.version, d.location) for d in read_dependencies(workspace).dependencies]
+
+
+def test_requirements_pins_hashes_markers_and_includes(workspace: Path) -> None:
+    (workspace / "requirements.txt").write_text(
+        "# production\n"
+        "-r requirements-base.txt\n"
+        "--index-url https://pypi.example/simple\n"
+        "requests==2.19.0 \\\n"
+        "    --hash=sha256:aaaa \\\n"
+        "    --hash=sha256:bbbb\n"
+        'pywin32==306 ; sys_platform == "win32"  # kept: the target may differ\n'
+        "Django===4.2.1\n"
+        "-e .\n"
+    )
+    (workspace / "requirements-base.txt").write_text("urllib3==1.26.5\n")
+    assert pins(workspace) == [
+        ("urllib3", "1.26.5", "requirements-base.txt:1"),
+        ("requests", "2.19.0", "requirements.txt:4"),
+        ("pywin32", "306", "requirements.txt:7"),
+        ("Django", "4.2.1", "requirements.txt:8"),
+    ]
+
+
+def test_requirements_that_pin_nothing_are_reported_not_guessed(workspace: Path) -> None:
+    (workspace / "requirements.txt").write_text(
+        "flask>=2,<3\nclick\nnumpy==1.*\nlocal @ https://example.com/local-1.0.tar.gz\n"
+    )
+    found = read_dependencies(workspace).dependencies
+    assert [(d.name, d.version) for d in found] == [
+        ("flask", None),
+        ("click", None),
+        ("numpy", None),
+        ("local", None),
+    ]
+    assert found[0].unpinned_reason == "'<3,>=2' is a range"
+    assert found[1].unpinned_reason == "no version is given"
+    assert "URL" in (found[3].unpinned_reason or "")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("requests==2.0\nthis is not ! a requirement\n", "requirements.txt:2: 'this is not ! a"),
+        ("--frobnicate\n", "requirements.txt:1: unknown option '--frobnicate'"),
+        ("-r missing.txt\n", "requirements.txt: includes missing.txt, which does not exist"),
+        ("-r requirements.txt\n", "includes itself"),
+    ],
+)
+def test_bad_requirements_files_are_named_with_the_line(
+    workspace: Path, text: str, message: str
+) -> None:
+    (workspace / "requirements.txt").write_text(text)
+    with pytest.raises(MalformedDependencyFile) as caught:
+        read_dependencies(workspace)
+    assert message in caught.value.message
+
+
+def test_uv_lock_pins_registry_packages_and_skips_the_project(workspace: Path) -> None:
+    (workspace / "pyproject.toml").write_text(
+        '[project]\nname = "app"\ndependencies = ["jinja2"]\n'
+    )
+    (workspace / "uv.lock").write_text(
+        "version = 1\n\n"
+        '[[package]]\nname = "app"\nversion = "0.1.0"\nsource = { editable = "." }\n\n'
+        '[[package]]\nname = "jinja2"\nversion = "2.10"\n'
+        'source = { registry = "https://pypi.org/simple" }\n\n'
+        '[[package]]\nname = "forked"\nversion = "1.0"\n'
+        'source = { git = "https://example.com/forked?rev=abc" }\n'
+    )
+    found = read_dependencies(workspace)
+    assert found.files == ("uv.lock",)  # pyproject.toml is covered by its lockfile
+    assert [(d.name, d.version, d.location) for d in found.dependencies] == [
+        ("jinja2", "2.10", "uv.lock:8"),
+        ("forked", None, "uv.lock:13"),
+    ]
+    assert found.dependencies[1].unpinned_reason == "installed from git"
+
+
+def test_poetry_lock(workspace: Path) -> None:
+    (workspace / "poetry.lock").write_text(
+        '[[package]]\nname = "pyyaml"\nversion = "5.3"\ndescription = ""\n\n'
+        '[[package]]\nname = "mylib"\nversion = "0.1"\n\n[package.source]\ntype = "directory"\n'
+        'url = "../mylib"\n\n[metadata]\nlock-version = "2.0"\n'
+    )
+    assert pins(workspace) == [("pyyaml", "5.3", "poetry.lock:1"), ("mylib", None, "poetry.lock:6")]
+
+
+def test_pylock_toml(workspace: Path) -> None:
+    (workspace / "pylock.toml").write_text(
+        'lock-version = "1.0"\ncreated-by = "test"\n\n'
+        '[[packages]]\nname = "idna"\nversion = "2.8"\n'
+        '[[packages.wheels]]\nurl = "https://example.com/idna-2.8-py3-none-any.whl"\n\n'
+        '[[packages]]\nname = "tool"\n[packages.vcs]\ntype = "git"\n'
+        'url = "https://example.com/tool"\ncommit-id = "abc"\n'
+    )
+    assert pins(workspace) == [("idna", "2.8", "pylock.toml:4"), ("tool", None, "pylock.toml:10")]
+
+
+def test_pyproject_without_a_lockfile_reports_its_ranges(workspace: Path) -> None:
+    (workspace / "pyproject.toml").write_text(
+        '[project]\nname = "app"\ndependencies = [\n  "requests==2.19.0",\n  "flask>=2",\n]\n'
+        '[project.optional-dependencies]\ndev = ["pytest"]\n'
+        '[dependency-groups]\nlint = ["ruff==0.5.0", {include-group = "dev"}]\n'
+    )
+    found = read_dependencies(workspace).dependencies
+    assert [(d.name, d.version, d.line) for d in found] == [
+        ("requests", "2.19.0", 4),
+        ("flask", None, 5),
+        ("pytest", None, 8),
+        ("ruff", "0.5.0", 10),
+    ]
+    assert "no lockfile" in (found[1].unpinned_reason or "")
+
+
+def test_package_lock_v3_with_nested_scoped_aliased_and_linked_packages(workspace: Path) -> None:
+    lock = {
+        "name": "web",
+        "lockfileVersion": 3,
+        "packages": {
+            "": {"name": "web", "version": "1.0.0"},
+            "node_modules/lodash": {"version": "4.17.20"},
+            "node_modules/@scope/pkg": {"version": "1.2.3"},
+            "node_modules/a/node_modules/lodash": {"version": "3.10.1"},
+            "node_modules/old-lodash": {"name": "lodash", "version": "2.4.2"},
+            "node_modules/local": {"resolved": "packages/local", "link": True},
+            "node_modules/gitdep": {"version": "git+https://example.com/g.git#abc"},
+        },
+    }
+    (workspace / "package-lock.json").write_text(json.dumps(lock, indent=2))
+    found = read_dependencies(workspace).dependencies
+    assert [(d.ecosystem, d.name, d.version) for d in found] == [
+        ("npm", "lodash", "4.17.20"),
+        ("npm", "@scope/pkg", "1.2.3"),
+        ("npm", "lodash", "3.10.1"),
+        ("npm", "lodash", "2.4.2"),
+        ("npm", "gitdep", None),
+    ]
+    assert found[0].line == 9
+
+
+def test_package_lock_v1_nests_dependencies(workspace: Path) -> None:
+    lock = {
+        "lockfileVersion": 1,
+        "dependencies": {
+            "express": {
+                "version": "4.16.0",
+                "dependencies": {"qs": {"version": "6.5.1"}},
+            }
+        },
+    }
+    (workspace / "package-lock.json").write_text(json.dumps(lock, indent=2))
+    assert [(d.name, d.version) for d in read_dependencies(workspace).dependencies] == [
+        ("express", "4.16.0"),
+        ("qs", "6.5.1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("uv.lock", "[[package]\nname = 1\n", "uv.lock: not valid TOML"),
+        ("poetry.lock", '[[package]]\nversion = "1.0"\n', "poetry.lock:1: a package has no 'name'"),
+        ("pylock.toml", '[[packages]]\nname = "x"\n', "not a PEP 751 lockfile"),
+        (
+            "package-lock.json",
+            '{\n  "packages": {\n    "x": \n}',
+            "package-lock.json:4: not valid JSON",
+        ),
+        ("package-lock.json", "[1, 2]", "expected a JSON object"),
+        ("package-lock.json", '{"name": "x"}', "not an npm lockfile"),
+        ("requirements.txt", b"\xff\xfe junk", "requirements.txt: not UTF-8 text"),
+    ],
+)
+def test_malformed_lockfiles_are_named(
+    workspace: Path, name: str, text: str | bytes, message: str
+) -> None:
+    target = workspace / name
+    if isinstance(text, bytes):
+        target.write_bytes(text)
+    else:
+        target.write_text(text)
+    with pytest.raises(MalformedDependencyFile) as caught:
+        read_dependencies(workspace)
+    assert message in caught.value.message
+
+
+def test_discovery_skips_hidden_folders_node_modules_and_virtualenvs(workspace: Path) -> None:
+    for folder in ("svc", ".git", "node_modules/x", "venv", "tooling"):
+        (workspace / folder).mkdir(parents=True)
+    (workspace / "tooling" / "pyvenv.cfg").write_text("home = /usr\n")
+    for folder in ("svc", ".git", "node_modules/x", "venv", "tooling", "."):
+        (workspace / folder / "requirements.txt").write_text("six==1.0\n")
+    (workspace / "requirements").mkdir()
+    (workspace / "requirements" / "prod.txt").write_text("six==1.0\n")
+    found = [p.relative_to(workspace).as_posix() for p in find_dependency_files(workspace)]
+    assert found == ["requirements.txt", "requirements/prod.txt", "svc/requirements.txt"]
