@@ -153,7 +153,7 @@ def test_user_mistakes_exit_2_with_a_clear_message(project: Path, tmp_path: Path
     assert "did you mean 'vulnerabilities'?" in unknown.stderr
     release = run_cli("scan", "--release", "1.2.0", cwd=project, env=PLAIN)
     assert release.code == 2
-    assert "error: no release 1.2.0" in release.stderr
+    assert "has no release 1.2.0" in release.stderr
     missing = run_cli("advisories", "import", str(tmp_path / "nowhere"), cwd=project, env=PLAIN)
     assert missing.code == 2
     assert "nowhere does not exist" in missing.stderr

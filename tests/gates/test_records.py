@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from shipyard.core import audit, outbox
+from shipyard.core.blobs import BlobStore
 from shipyard.core.errors import ArgumentError, NotFoundError
 from shipyard.core.store import Store
 from shipyard.gates import (
@@ -132,8 +134,8 @@ def test_overrides_given_with_the_run_are_applied_in_the_same_transaction(store:
     assert actions == ["gate.failed", "gate.passed", "gate.overridden"]
 
 
-def test_scanning_a_release_that_was_never_recorded_says_so(store: Store) -> None:
+def test_scanning_a_release_that_was_never_recorded_says_so(store: Store, tmp_path: Path) -> None:
     with pytest.raises(NotFoundError) as caught:
-        release_workspace(store, "9.9.9")
-    assert caught.value.message == "no release 9.9.9"
-    assert caught.value.hint is not None and "without --release" in caught.value.hint
+        release_workspace(store, BlobStore(tmp_path / "blobs"), "demo", "9.9.9", tmp_path)
+    assert caught.value.message == "demo has no release 9.9.9"
+    assert caught.value.hint is not None and "releases list" in caught.value.hint

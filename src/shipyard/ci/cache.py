@@ -157,6 +157,7 @@ class JobCache:
         secrets: Mapping[str, str],
         needs: Mapping[str, Any],
         tools: Mapping[str, str],
+        version: str | None = None,
     ) -> str:
         """The cache key of one job: an HMAC over everything that decides its result."""
         material = {
@@ -175,6 +176,7 @@ class JobCache:
             "needs": needs,
             "tools": dict(sorted(tools.items())),
             "artifacts": list(job.artifacts),
+            "release_version": version,
         }
         body = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
         return hmac.new(self._key, body, hashlib.sha256).hexdigest()

@@ -56,6 +56,7 @@ class RunRequest:
     no_cache: bool = False
     rerun_of: int | None = None
     branch: str | None = None
+    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ async def execute(
         cache=None if request.no_cache else _cache_context(prepared, store, state, blobs),
         reuse=reuse,
         previous_keys=previous_keys,
+        version=request.version,
         observer=observer or SilentObserver(),
     )
     main = asyncio.current_task()

@@ -121,6 +121,7 @@ class Scheduler:
     cache: CacheContext | None = None
     reuse: Mapping[str, ReusedJob] = field(default_factory=dict)
     previous_keys: Mapping[str, str] = field(default_factory=dict)
+    version: str | None = None
     observer: RunObserver = field(default_factory=SilentObserver)
     results: dict[str, _JobResult] = field(default_factory=dict)
     _stop_new: str | None = None
@@ -314,6 +315,7 @@ class Scheduler:
             secrets=secrets,
             needs=needs,
             tools=tools,
+            version=self.version,
         )
 
     def _from_cache(self, job: JobSpec, key: str) -> _JobResult | None:
@@ -514,6 +516,8 @@ class Scheduler:
                 "SHIPYARD_WORKSPACE": str(folder),
             }
         )
+        if self.version:
+            env["SHIPYARD_VERSION"] = self.version
         for key, value in job.matrix.items():
             env[f"SHIPYARD_MATRIX_{_env_key(key)}"] = value
         for need in job.needs:

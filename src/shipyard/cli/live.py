@@ -146,3 +146,29 @@ def format_seconds(value: float | None) -> str:
         return f"{minutes}m{seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+@dataclass
+class JobLines:
+    """Observer that prints one line per job event, for runs started inside another command."""
+
+    out: Output
+
+    def job_started(self, job: JobSpec, attempt: int) -> None:
+        """An attempt of a job started."""
+        self._say(f"▶ {job.id} started" + (f" (attempt {attempt})" if attempt > 1 else ""))
+
+    def job_retrying(self, job: JobSpec, attempt: int, outcome: AttemptOutcome) -> None:
+        """An attempt failed and the job will be tried again."""
+        self._say(f"↻ {job.id} attempt {attempt} {outcome.status}; retrying")
+
+    def job_finished(
+        self, job: JobSpec, status: str, reason: str | None, duration_s: float | None
+    ) -> None:
+        """A job reached its final status."""
+        symbol = SYMBOLS.get(status, ("?", ""))[0]
+        took = f" in {format_seconds(duration_s)}" if duration_s is not None else ""
+        self._say(f"{symbol} {job.id} {status}{took}" + (f": {reason}" if reason else ""))
+
+    def _say(self, text: str) -> None:
+        self.out.line(f"{datetime.now():%H:%M:%S} {text}")

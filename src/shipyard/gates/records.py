@@ -8,18 +8,20 @@ and is its own audited ``gate.overridden`` transition. Nothing here runs a gate.
 from __future__ import annotations
 
 import json
+import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, inspect, select, update
+from sqlalchemy import Connection, select, update
 
 from shipyard.core import audit, outbox
+from shipyard.core.blobs import BlobStore
 from shipyard.core.errors import ArgumentError, NotFoundError
 from shipyard.core.store import Store
-from shipyard.core.store.tables import gate_results, gate_runs
+from shipyard.core.store.tables import gate_results, gate_runs, releases
 from shipyard.gates.interface import Finding, GateKind, GateResult, Status
 
 RunStatus = str
@@ -264,17 +266,30 @@ def _load(conn: Connection, run_id: int) -> GateRun:
     )
 
 
-def release_workspace(store: Store, version: str) -> Path:
-    """The unpacked bundle of a recorded release, to judge it again.
+def release_workspace(
+    store: Store, blobs: BlobStore, project: str, version: str, into: Path
+) -> tuple[Path, str]:
+    """Unpack a recorded release's bundle into ``into``; returns the tree and its commit.
 
-    No pillar records releases yet (the release flow will, and will replace this lookup), so
-    every version is unknown: this says so plainly instead of scanning something else.
+    Reads the release record and the bundle blob through ``core`` (the gates never import the
+    release pillar); the bundle's digest is verified on the way.
     """
     with store.read() as conn:
-        has_releases = inspect(conn).has_table("releases")
-    hint = (
-        "no release has been recorded in this store yet; scan the working tree without --release"
-        if not has_releases
-        else "list the recorded releases, or scan the working tree without --release"
-    )
-    raise NotFoundError(f"no release {version}", hint=hint)
+        row = conn.execute(
+            select(releases.c.bundle, releases.c.commit_sha, releases.c.status).where(
+                releases.c.project == project, releases.c.version == version
+            )
+        ).first()
+    if row is None:
+        raise NotFoundError(
+            f"{project} has no release {version}",
+            hint="list the releases with 'shipyard releases list', or scan the working tree",
+        )
+    archive = into / "bundle.tar.gz"
+    blobs.copy_to(row.bundle, archive)
+    tree = into / "tree"
+    tree.mkdir()
+    with tarfile.open(archive, "r:gz") as bundle:
+        bundle.extractall(tree, filter="data")
+    roots = [p for p in tree.iterdir() if p.is_dir()]
+    return (roots[0] if len(roots) == 1 else tree), str(row.commit_sha)

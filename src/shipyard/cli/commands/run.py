@@ -11,14 +11,15 @@ import typer
 
 from shipyard.ci import runs
 from shipyard.ci.logs import read_log
-from shipyard.ci.runner import RunRequest, execute, prepare_run
+from shipyard.ci.runner import PreparedRun, RunRequest, execute, prepare_run
 from shipyard.cli.commands.runs import resolve_run_id
 from shipyard.cli.context import Context
 from shipyard.cli.live import RunView, format_seconds
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
-from shipyard.core.errors import ArgumentError
+from shipyard.core.errors import ArgumentError, UserError
 from shipyard.core.store import Store
+from shipyard.release import planning
 
 FAILURE_TAIL_LINES = 15
 
@@ -95,11 +96,13 @@ def run(
         no_cache=no_cache,
         rerun_of=earlier.id if earlier else None,
         branch=branch or None,
-        **({"concurrency": jobs} if jobs else {}),
     )
+    if jobs:
+        request = replace(request, concurrency=jobs)
     prepared = prepare_run(Path.cwd(), request, ctx.state)
     if earlier is not None:
         prepared = replace(prepared, branch=earlier.branch, tag=earlier.tag)
+    prepared = replace(prepared, request=replace(prepared.request, version=_version(prepared, out)))
     for warning in prepared.warnings:
         out.warn(warning)
     store = ctx.store
@@ -139,6 +142,23 @@ def run(
         raise typer.Exit(130)
     if final.status != "passed":
         raise typer.Exit(1)
+
+
+def _version(prepared: PreparedRun, out: Output) -> str | None:
+    """What the run's jobs see as SHIPYARD_VERSION (version first: computed before the run)."""
+    section = prepared.loaded.model.release
+    try:
+        plan = planning.plan(
+            prepared.git,
+            section,
+            project_dir=prepared.pipeline.project_dir,
+            branch=prepared.branch,
+            ref=prepared.commit,
+        )
+    except UserError as error:
+        out.warn(f"SHIPYARD_VERSION is not set: {error.message}")
+        return None
+    return planning.run_version(plan, section)
 
 
 def _report(out: Output, store: Store, run: runs.Run) -> None:

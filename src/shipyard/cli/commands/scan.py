@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from shipyard.cli.context import Context
 from shipyard.cli.live import format_seconds
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
+from shipyard.core.blobs import BlobStore
 from shipyard.core.config import find_config, load
 from shipyard.core.errors import ArgumentError, GitError, StateDirError
 from shipyard.core.git import Git
@@ -64,19 +66,32 @@ def scan(
     ctx = Context()
     path = file if file is not None else find_config(Path.cwd(), stop=ctx.state.repo_root)
     loaded = load(path)
-    if release is not None:
-        release_workspace(ctx.store, release)
-    workspace = path.resolve().parent
-    request = GateRequest(
-        context=GateContext(
-            workspace=workspace,
-            config=loaded.model,
-            state_root=ctx.state.ensure().root,
-            commit=_head(workspace),
-        ),
-        names=tuple(gate or ()),
-        overrides=overrides,
-    )
+    with tempfile.TemporaryDirectory(prefix="shipyard-scan-") as tmp:
+        workspace, commit = path.resolve().parent, _head(path.resolve().parent)
+        if release is not None:
+            workspace, commit = release_workspace(
+                ctx.store, BlobStore.for_state(ctx.state), loaded.model.project, release, Path(tmp)
+            )
+        request = GateRequest(
+            context=GateContext(
+                workspace=workspace,
+                config=loaded.model,
+                state_root=ctx.state.ensure().root,
+                commit=commit,
+                release=release,
+            ),
+            names=tuple(gate or ()),
+            overrides=overrides,
+        )
+        _judge_and_report(request, ctx, out, json_, sarif, path)
+
+
+def _judge_and_report(
+    request: GateRequest, ctx: Context, out: Output, json_: bool, sarif: Path | None, path: Path
+) -> None:
+    """Run the gates, record them, and print the verdicts (exit 1 when one blocks)."""
+    workspace = request.context.workspace
+    overrides = request.overrides
     if not request.chosen():
         if json_:
             out.json({"gate_run": None, "results": [], "blocked": False})

@@ -35,7 +35,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 """The newest migration; a test keeps it equal to the head of ``migrations/versions``."""
 
 metadata = MetaData(naming_convention=NAMING)
@@ -246,5 +246,7 @@ releases = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("published_at", UTCDateTime(), nullable=True),
     Column("message", Text, nullable=True),
+    Column("gate_results", String(71), nullable=True),
+    Column("config_path", Text, nullable=False, default=""),
     UniqueConstraint("project", "version", name="uq_releases_project_version"),
 )

@@ -1,0 +1,288 @@
+"""``shipyard release``, ``version``, ``changelog``, ``releases`` and ``verify``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shipyard.cli.context import Context
+from shipyard.cli.live import JobLines
+from shipyard.cli.options import FileOption, JsonOption
+from shipyard.cli.output import Output
+from shipyard.core.blobs import BlobStore
+from shipyard.core.config import find_config, load_config
+from shipyard.core.errors import ArgumentError
+from shipyard.core.git import Git
+from shipyard.orchestrator.release import ReleaseRequest
+from shipyard.orchestrator.release import release as cut_release
+from shipyard.release import planning, records
+from shipyard.release.keys import Keyring
+from shipyard.release.verification import verify as verify_release
+
+releases_app = typer.Typer(help="Recorded releases: list, show.", no_args_is_help=True)
+
+PrereleaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--prerelease", metavar="TOKEN", help="Make a prerelease such as 1.3.0-rc.1 (token: rc)."
+    ),
+]
+
+
+def release(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the version and changelog; change nothing.")
+    ] = False,
+    prerelease: PrereleaseOption = None,
+    run: Annotated[
+        int | None,
+        typer.Option(
+            "--run", metavar="RUN", help="Release the artifacts of this passed run of HEAD."
+        ),
+    ] = None,
+    override: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--override", metavar="GATE", help="Let a failing gate through (needs --reason)."
+        ),
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why the overridden gate may ship.")] = None,
+    no_tag: Annotated[
+        bool, typer.Option("--no-tag", help="Record the release, make no tag.")
+    ] = False,
+    push: Annotated[bool, typer.Option("--push", help="Push the tag to origin.")] = False,
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", min=1)] = None,
+    file: FileOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Release HEAD: next version, pipeline, gates, signed bundle, changelog and tag."""
+    out = Output(json_mode=json_)
+    ctx = Context()
+    overrides = dict.fromkeys(override or (), reason or "")
+    if override and not (reason or "").strip():
+        raise ArgumentError("--override needs --reason", hint='add --reason "why this may ship"')
+    request = ReleaseRequest(
+        prerelease=prerelease,
+        dry_run=dry_run,
+        run_id=run,
+        overrides=overrides,
+        tag=not no_tag,
+        push=push,
+        concurrency=jobs,
+        config_file=file,
+    )
+    outcome = cut_release(
+        Path.cwd(),
+        state=ctx.state,
+        store=ctx.store,
+        actor=ctx.actor,
+        request=request,
+        observer=None if json_ else JobLines(out),
+    )
+    for note in outcome.reconciled:
+        out.warn(note)
+    for warning in outcome.plan.next.warnings:
+        out.warn(warning)
+    if json_:
+        out.json(outcome.as_json())
+        return
+    if not outcome.released:
+        out.line(outcome.reason)
+        if dry_run and outcome.plan.version:
+            out.line("")
+            out.line(outcome.plan.changelog)
+        return
+    record = outcome.record
+    assert record is not None
+    out.success(
+        f"released {record.project} {record.version}"
+        f"{' as ' + record.tag if record.tag else ''} from {record.commit[:12]}"
+    )
+    out.line(f"  bundle   {record.bundle}")
+    out.line(f"  signed   by key {record.key_id[:16] if record.key_id else '-'}")
+    if outcome.gate_run:
+        out.line(f"  gates    {outcome.gate_run.status}")
+
+
+def version(
+    prerelease: PrereleaseOption = None,
+    file: FileOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Print the next version (and why), computed from the commits since the last release."""
+    out = Output(json_mode=json_)
+    plan, project = _plan(file, prerelease)
+    data = {
+        "project": project,
+        "version": plan.version,
+        "current": plan.current,
+        "released": plan.version is not None,
+        "bump": plan.next.level.name.lower(),
+        "prerelease": plan.token,
+        "reasons": list(plan.next.reasons),
+        "warnings": list(plan.next.warnings),
+    }
+    if json_:
+        out.json(data)
+        return
+    for warning in plan.next.warnings:
+        out.warn(warning)
+    if plan.version is None:
+        out.line(
+            f"no release: {plan.next.reasons[-1] if plan.next.reasons else 'nothing to do'}"
+            f" (current: {plan.current or 'none'})"
+        )
+        return
+    out.stdout.write(plan.version + "\n")
+
+
+def changelog(
+    unreleased: Annotated[
+        bool, typer.Option("--unreleased", help="Only the changes since the last release.")
+    ] = False,
+    prerelease: PrereleaseOption = None,
+    file: FileOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Print the changelog: the next release's section, or what is unreleased."""
+    out = Output(json_mode=json_)
+    plan, project = _plan(file, prerelease)
+    text = plan.changelog
+    if unreleased and plan.version:
+        from shipyard.release.changelog import render_unreleased
+
+        text = render_unreleased(plan.next.commits)
+    if json_:
+        out.json({"project": project, "version": plan.version, "changelog": text})
+        return
+    out.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@releases_app.command("list")
+def list_releases(file: FileOption = None, json_: JsonOption = False) -> None:
+    """List the releases of this project, newest first."""
+    out = Output(json_mode=json_)
+    ctx = Context()
+    project = _project_name(file, ctx)
+    found = records.all_of(ctx.store, project)
+    if json_:
+        out.json([r.as_json() for r in found])
+        return
+    if not found:
+        out.line(f"{project} has no releases yet; cut one with 'shipyard release'")
+        return
+    out.table(
+        ["version", "status", "tag", "commit", "run", "published", "by"],
+        [
+            [
+                r.version,
+                r.status,
+                r.tag or "-",
+                r.commit[:12],
+                f"#{r.run_id}" if r.run_id else "",
+                r.published_at.isoformat(timespec="seconds") if r.published_at else "",
+                r.actor,
+            ]
+            for r in found
+        ],
+    )
+
+
+@releases_app.command("show")
+def show_release(
+    version_: Annotated[str, typer.Argument(metavar="VERSION")],
+    file: FileOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Show one release: commit, bundle, artifacts, signature and changelog."""
+    out = Output(json_mode=json_)
+    ctx = Context()
+    record = records.get(ctx.store, _project_name(file, ctx), version_)
+    if json_:
+        out.json(record.as_json())
+        return
+    out.table(
+        ["", ""],
+        [
+            ["version", record.version],
+            ["status", record.status],
+            ["tag", record.tag or "-"],
+            ["commit", record.commit],
+            ["run", f"#{record.run_id}" if record.run_id else "-"],
+            ["bundle", record.bundle],
+            ["signed statement", record.envelope or "-"],
+            ["key", record.key_id or "-"],
+            ["by", record.actor],
+        ],
+    )
+    if record.artifacts:
+        out.table(["artifact", "digest"], sorted(record.artifacts.items()))
+    out.line(record.changelog)
+
+
+def verify(
+    version_: Annotated[str, typer.Argument(metavar="VERSION")],
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", metavar="PUB", help="Verify with this public key file instead."),
+    ] = None,
+    file: FileOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Check a release's signature, every digest and its commit; exit 1 naming what is wrong."""
+    out = Output(json_mode=json_)
+    ctx = Context()
+    record = records.get(ctx.store, _project_name(file, ctx), version_)
+    report = verify_release(
+        record,
+        blobs=BlobStore.for_state(ctx.state),
+        keyring=Keyring.for_state(ctx.state),
+        git=Git(ctx.cwd),
+        key_file=key,
+    )
+    if json_:
+        out.json(
+            {
+                "version": record.version,
+                "ok": report.ok,
+                "problems": [
+                    {"kind": p.kind.value, "message": p.message, "name": p.name}
+                    for p in report.problems
+                ],
+            }
+        )
+    elif report.ok:
+        out.success(
+            f"{record.project} {record.version} verifies: signature by "
+            f"{', '.join(k[:16] for k in report.keyids)}, {len(record.artifacts) + 1} "
+            f"subjects, commit {record.commit[:12]}"
+        )
+    else:
+        out.error(f"{record.project} {record.version} does not verify:")
+        for problem in report.problems:
+            out.error(f"  {problem}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _plan(file: Path | None, prerelease: str | None) -> tuple[planning.VersionPlan, str]:
+    ctx = Context()
+    git = Git(ctx.cwd)
+    toplevel = git.toplevel()
+    path = (file or find_config(ctx.cwd, stop=toplevel)).resolve()
+    config = load_config(path)
+    relative = path.parent.relative_to(toplevel.resolve()).as_posix()
+    plan = planning.plan(
+        git,
+        config.release,
+        project_dir="" if relative == "." else relative,
+        branch=git.current_branch(),
+        prerelease=prerelease,
+    )
+    return plan, config.project
+
+
+def _project_name(file: Path | None, ctx: Context) -> str:
+    return load_config(file or find_config(ctx.cwd, stop=ctx.state.repo_root)).project

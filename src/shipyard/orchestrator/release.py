@@ -1,0 +1,365 @@
+"""The release flow: version first, then the pipeline, the gates, and the signed release.
+
+``shipyard release`` computes the next version, runs the pipeline with it in
+``SHIPYARD_VERSION`` (or takes a passed run of the same commit), builds the bundle, runs the
+release gates on it, and publishes the release in crash-safe order. Every check that can fail
+runs before anything is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tarfile
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from shipyard.ci import runs
+from shipyard.ci.artifacts import load_set
+from shipyard.ci.runner import RunRequest, execute, prepare_run
+from shipyard.ci.scheduler import RunObserver
+from shipyard.core.blobs import BlobStore
+from shipyard.core.config import LoadedConfig, find_config, load_text
+from shipyard.core.errors import ArgumentError, CheckFailed, ConfigError, GitError, UserError
+from shipyard.core.git import Git
+from shipyard.core.state import StateDir
+from shipyard.core.store import Store
+from shipyard.gates.interface import GateContext
+from shipyard.gates.records import GateRun
+from shipyard.gates.runner import GateRequest, judge
+from shipyard.release import planning, publish, records
+from shipyard.release.bundle import version_file_contents
+from shipyard.release.changelog import prepend
+from shipyard.release.keys import Keyring
+
+
+class ReleaseBlocked(CheckFailed):
+    """The release was stopped: the pipeline or a gate failed."""
+
+
+@dataclass(frozen=True)
+class ReleaseRequest:
+    """What ``shipyard release`` was asked to do."""
+
+    prerelease: str | None = None
+    dry_run: bool = False
+    run_id: int | None = None
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    tag: bool = True
+    push: bool = False
+    concurrency: int | None = None
+    config_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseOutcome:
+    """What happened: released or not, and why; the record, run and gate run if any."""
+
+    released: bool
+    reason: str
+    plan: planning.VersionPlan
+    project: str
+    commit: str
+    record: records.ReleaseRecord | None = None
+    run: runs.Run | None = None
+    gate_run: GateRun | None = None
+    reconciled: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready form (``released`` false when no commit calls for a release)."""
+        return {
+            "released": self.released,
+            "reason": self.reason,
+            "project": self.project,
+            "commit": self.commit,
+            "version": self.plan.version,
+            "current": self.plan.current,
+            "prerelease": self.plan.token,
+            "changelog": self.plan.changelog,
+            "warnings": list(self.plan.next.warnings),
+            "release": self.record.as_json() if self.record else None,
+            "run": self.run.id if self.run else None,
+            "gates": self.gate_run.as_json() if self.gate_run else None,
+            "reconciled": list(self.reconciled),
+        }
+
+
+@dataclass(frozen=True)
+class _Project:
+    git: Git
+    loaded: LoadedConfig
+    config_path: PurePosixPath
+    project_dir: str
+    head: str
+    branch: str | None
+
+
+def release(
+    cwd: Path,
+    *,
+    state: StateDir,
+    store: Store,
+    actor: str,
+    request: ReleaseRequest,
+    observer: RunObserver | None = None,
+) -> ReleaseOutcome:
+    """Cut a release of the project at ``cwd`` (or say why not); see the module docstring."""
+    project = _project(cwd, request)
+    git, model = project.git, project.loaded.model
+    blobs = BlobStore.for_state(state)
+    reconciled = tuple(
+        publish.reconcile(store=store, blobs=blobs, git=git, project=model.project, actor=actor)
+    )
+    plan = planning.plan(
+        git,
+        model.release,
+        project_dir=project.project_dir,
+        branch=project.branch,
+        prerelease=request.prerelease,
+    )
+    base = ReleaseOutcome(
+        released=False,
+        reason="",
+        plan=plan,
+        project=model.project,
+        commit=project.head,
+        reconciled=reconciled,
+    )
+    if plan.version is None:
+        reason = plan.next.reasons[-1] if plan.next.reasons else "no commit calls for a release"
+        return replace(base, reason=reason)
+    if request.dry_run:
+        return replace(base, reason=f"dry run: would release {plan.version}")
+    if git.is_dirty():
+        raise UserError(
+            "the working tree has uncommitted changes; a release is cut from a commit",
+            hint="commit or stash them, then run 'shipyard release' again",
+        )
+    signer = Keyring.for_state(state).signer()  # a missing key stops us before anything runs
+    settings = planning.settings(model.release)
+    tag = settings.tag_format.replace("{version}", plan.version)
+    _check_unused(store, git, model.project, plan.version, tag, request.tag)
+    run = _passed_run(cwd, state, store, actor, project, plan.version, request, observer)
+    artifacts = _artifacts(store, blobs, run.id)
+    files = version_file_contents(
+        git, project.head, _in_project(settings.version_files, project.project_dir), plan.version
+    )
+    if settings.changelog:
+        path = _join(project.project_dir, settings.changelog)
+        files[path] = prepend(_text_at(git, project.head, path), plan.changelog).encode()
+    with tempfile.TemporaryDirectory(prefix="shipyard-release-") as tmp:
+        folder = Path(tmp)
+        draft = publish.Candidate(
+            project=model.project,
+            version=plan.version,
+            tag=tag,
+            commit=project.head,
+            repository=_repository(git),
+            ref=project.branch or project.head,
+            run_id=run.id,
+            run_started=run.started_at or run.created_at,
+            run_finished=run.finished_at or datetime.now(UTC),
+            gate_run_id=None,
+            gate_results=b"[]",
+            artifacts=artifacts,
+            changelog=plan.changelog,
+            bundle_files=files,
+            config_path=str(project.config_path),
+            config_digest=project.loaded.digest,
+        )
+        bundle_path = publish.build_bundle(draft, git, folder)
+        gate_run = _judge(bundle_path, folder / "tree", project, state, store, actor, plan, request)
+        results = [r.as_json() for r in gate_run.results] if gate_run else []
+        candidate = replace(
+            draft,
+            gate_run_id=gate_run.id if gate_run else None,
+            gate_results=publish.gate_results_bytes(results),
+        )
+        record = publish.publish(
+            candidate,
+            bundle_path,
+            store=store,
+            blobs=blobs,
+            git=git,
+            signer=signer,
+            actor=actor,
+            tag=request.tag,
+        )
+    if request.push and request.tag:
+        try:
+            git.run("push", "origin", f"refs/tags/{tag}")
+        except GitError as error:
+            raise UserError(
+                f"released {plan.version}, but pushing {tag} failed: {error.message}",
+                hint=f"push it yourself: git push origin {tag}",
+            ) from error
+    return replace(
+        base,
+        released=True,
+        reason=f"released {plan.version}",
+        record=record,
+        run=run,
+        gate_run=gate_run,
+    )
+
+
+def _project(cwd: Path, request: ReleaseRequest) -> _Project:
+    git = Git(cwd)
+    toplevel = git.toplevel()
+    head = git.resolve_commit("HEAD")
+    path = (request.config_file or find_config(cwd, stop=toplevel)).resolve()
+    try:
+        relative = PurePosixPath(path.relative_to(toplevel.resolve()).as_posix())
+    except ValueError as error:
+        raise ConfigError(f"{path} is outside the repository {toplevel}") from error
+    try:
+        content = git.run_bytes("show", f"{head}:{relative}")
+    except GitError as error:
+        raise ConfigError(f"{relative} is not committed", hint="commit it first") from error
+    loaded = load_text(content, f"{relative} (in {head[:12]})")
+    project_dir = "" if str(relative.parent) == "." else str(relative.parent)
+    return _Project(git, loaded, relative, project_dir, head, git.current_branch())
+
+
+def _check_unused(
+    store: Store, git: Git, project: str, version: str, tag: str, tagging: bool
+) -> None:
+    try:
+        records.get(store, project, version)
+    except UserError:
+        pass
+    else:
+        raise records.VersionTaken(
+            f"{project} {version} was released before; a version is never reused",
+            hint="make a new commit that bumps the version, or use 'Release-As:'",
+        )
+    if tagging and git.tag_commit(tag) is not None:
+        raise records.VersionTaken(
+            f"the tag {tag} exists already", hint=f"delete it if it is a mistake: git tag -d {tag}"
+        )
+
+
+def _passed_run(
+    cwd: Path,
+    state: StateDir,
+    store: Store,
+    actor: str,
+    project: _Project,
+    version: str,
+    request: ReleaseRequest,
+    observer: RunObserver | None,
+) -> runs.Run:
+    if request.run_id is not None:
+        run = runs.get_run(store, request.run_id)
+        if run.commit != project.head:
+            raise ArgumentError(
+                f"run #{run.id} ran {run.commit[:12]}, not HEAD ({project.head[:12]})",
+                hint="release the commit it ran, or run the pipeline again",
+            )
+        if run.status != "passed":
+            raise ReleaseBlocked(
+                f"run #{run.id} {run.status}; only a passed run is released",
+                hint="fix it and run again, or drop --run",
+            )
+        return run
+    run_request = RunRequest(
+        ref=project.head,
+        event="release",
+        version=version,
+        branch=project.branch,
+        config_file=request.config_file,
+    )
+    if request.concurrency:
+        run_request = replace(run_request, concurrency=request.concurrency)
+    prepared = prepare_run(cwd, run_request, state)
+    run = asyncio.run(execute(prepared, store=store, state=state, actor=actor, observer=observer))
+    if run.status != "passed":
+        raise ReleaseBlocked(
+            f"the pipeline {run.status} (run #{run.id}); nothing was released",
+            hint=f"see 'shipyard runs show {run.id}'",
+        )
+    return run
+
+
+def _artifacts(store: Store, blobs: BlobStore, run_id: int) -> dict[str, str]:
+    """Every artifact file of a run by path; two jobs may not disagree on one path."""
+    found: dict[str, tuple[str, str]] = {}
+    for job in runs.jobs_of(store, run_id):
+        if not job.artifacts:
+            continue
+        for file in load_set(job.artifacts, blobs).files:
+            earlier = found.get(file.path)
+            if earlier is not None and earlier[0] != file.digest:
+                raise UserError(
+                    f"jobs {earlier[1]} and {job.job_id} both produced "
+                    f"{file.path!r} with different contents",
+                    hint="give the release's artifacts distinct names",
+                )
+            found[file.path] = (file.digest, job.job_id)
+    return {path: digest for path, (digest, _) in found.items()}
+
+
+def _judge(
+    bundle_path: Path,
+    tree: Path,
+    project: _Project,
+    state: StateDir,
+    store: Store,
+    actor: str,
+    plan: planning.VersionPlan,
+    request: ReleaseRequest,
+) -> GateRun | None:
+    """Run the configured release gates on the unpacked bundle; a failure blocks."""
+    model = project.loaded.model
+    if model.gates is None:
+        if request.overrides:
+            raise ArgumentError("--override names a gate, but no gates are configured")
+        return None
+    tree.mkdir()
+    with tarfile.open(bundle_path, "r:gz") as archive:
+        archive.extractall(tree, filter="data")
+    workspace = tree / f"{model.project}-{plan.version}" / project.project_dir
+    context = GateContext(
+        workspace=workspace,
+        config=model,
+        state_root=state.root,
+        release=plan.version,
+        commit=project.head,
+    )
+    gate_run = judge(
+        store,
+        GateRequest(context=context, kind="release", overrides=dict(request.overrides)),
+        actor=actor,
+        subject=f"release:{model.project}@{plan.version}",
+    )
+    if gate_run.blocked:
+        failed = [r.gate for r in gate_run.results if r.blocks]
+        raise ReleaseBlocked(
+            f"release gate(s) failed: {', '.join(failed)}; nothing was released",
+            hint="fix the findings ('shipyard scan'), or override with "
+            f'--override {failed[0]} --reason "…"',
+        )
+    return gate_run
+
+
+def _in_project(paths: list[str], project_dir: str) -> list[str]:
+    return [_join(project_dir, spec) for spec in paths]
+
+
+def _join(project_dir: str, path: str) -> str:
+    return f"{project_dir}/{path}" if project_dir else path
+
+
+def _text_at(git: Git, commit: str, path: str) -> str | None:
+    try:
+        return git.run_bytes("show", f"{commit}:{path}").decode("utf-8")
+    except GitError:
+        return None
+
+
+def _repository(git: Git) -> str:
+    remote = git.config_get("remote.origin.url")
+    return remote or f"file://{git.toplevel()}"

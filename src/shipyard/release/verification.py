@@ -1,0 +1,69 @@
+"""Verifying a recorded release: its signature, every digest and its commit.
+
+Trusts, by default, only the key that signed the release (as recorded), so a retired key
+cannot vouch for a release it did not sign; ``--key`` names another public key file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from shipyard.core.blobs import BlobError, BlobStore, Digest
+from shipyard.core.git import Git
+from shipyard.release import dsse
+from shipyard.release.keys import Keyring, load_public_key_file
+from shipyard.release.provenance import (
+    ExpectedRelease,
+    Problem,
+    ProblemKind,
+    VerificationReport,
+    verify_release,
+)
+from shipyard.release.publish import bundle_name
+from shipyard.release.records import ReleaseRecord
+
+
+def verify(
+    record: ReleaseRecord,
+    *,
+    blobs: BlobStore,
+    keyring: Keyring,
+    git: Git | None,
+    key_file: Path | None = None,
+) -> VerificationReport:
+    """Check a release against its record; every problem is in the report."""
+    if key_file is not None:
+        key = load_public_key_file(key_file)
+        keys: dict[str, dsse.Verifier] = {key.keyid: key}
+    elif record.key_id:
+        keys = {record.key_id: keyring.public_key(record.key_id)}
+    else:
+        keys = {}
+    subjects = {bundle_name(record.project, record.version): Digest.parse(record.bundle)}
+    subjects.update({name: Digest.parse(d) for name, d in record.artifacts.items()})
+    expected = ExpectedRelease(
+        version=record.version,
+        commit=record.commit,
+        subjects=subjects,
+        gate_results_digest=Digest.parse(record.gate_results) if record.gate_results else None,
+    )
+    extra: list[Problem] = []
+    try:
+        envelope = blobs.read_bytes(record.envelope) if record.envelope else b""
+    except BlobError as error:
+        envelope = b""
+        extra.append(
+            Problem(
+                ProblemKind.BLOB_MODIFIED, f"the signed statement: {error.message}", "statement"
+            )
+        )
+    report = verify_release(envelope, expected, keys, blobs)
+    if git is not None and git.find_commit(record.commit) is None:
+        extra.append(
+            Problem(
+                ProblemKind.COMMIT_MISMATCH,
+                f"commit {record.commit[:12]} is not in this repository",
+            )
+        )
+    return replace(report, problems=(*extra, *report.problems)) if extra else report
