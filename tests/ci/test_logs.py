@@ -25,8 +25,8 @@ from shipyard.ci.logs import (
     follow_log,
     read_log,
 )
-from shipyard.ci.secrets import Masker
 from shipyard.core.errors import NotFoundError
+from shipyard.core.secrets import Masker
 
 PATIENCE = 30.0  # seconds; only ever an upper bound for polling
 SECRET = "pypi-AgEIcHlwaS5vcmcCJDk3ZjE1ZDQ2"
@@ -300,7 +300,7 @@ WRITER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from shipyard.ci.logs import LogWriter
-    from shipyard.ci.secrets import Masker
+    from shipyard.core.secrets import Masker
 
     log, folder, secret = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 

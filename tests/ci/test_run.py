@@ -12,9 +12,9 @@ import pytest
 from cisupport import Project
 from shipyard.ci import runs
 from shipyard.ci.runner import RunRequest, prepare_run
-from shipyard.ci.secrets import SecretError
 from shipyard.core.config import ConfigInvalid
 from shipyard.core.errors import NotFoundError
+from shipyard.core.secrets import SecretError
 from support import git
 
 

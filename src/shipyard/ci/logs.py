@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from shipyard.ci.secrets import Masker, StreamMasker
 from shipyard.core.errors import HostError, NotFoundError
+from shipyard.core.secrets import Masker, StreamMasker
 
 __all__ = [
     "DEFAULT_LIMIT_BYTES",

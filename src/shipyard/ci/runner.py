@@ -30,12 +30,12 @@ from shipyard.ci.scheduler import (
     Scheduler,
     SilentObserver,
 )
-from shipyard.ci.secrets import Masker, SecretValue, load_secrets
 from shipyard.ci.workspace import RunWorkspace
 from shipyard.core.blobs import BlobStore
 from shipyard.core.config import CONFIG_FILE_NAME, LoadedConfig, find_config, load, load_text
 from shipyard.core.errors import ArgumentError, ConfigError, GitError, NotFoundError
 from shipyard.core.git import Git
+from shipyard.core.secrets import Masker, SecretValue, load_secrets
 from shipyard.core.state import StateDir
 from shipyard.core.store import Store
 

@@ -24,9 +24,9 @@ from shipyard.ci.expressions import ExpressionContext, ExpressionError
 from shipyard.ci.logs import LogWriter, summarize_log
 from shipyard.ci.model import JobSpec, PipelineSpec
 from shipyard.ci.outputs import OutputError, output_variables, read_outputs
-from shipyard.ci.secrets import Masker, SecretValue
 from shipyard.ci.workspace import RunWorkspace, WorkspaceError, job_folder
 from shipyard.core.blobs import BlobError, BlobStore
+from shipyard.core.secrets import Masker, SecretValue
 from shipyard.core.store import Store
 
 CANCEL_POLL_S = 0.5

@@ -1,8 +1,8 @@
 """Release gates and deploy checks: judge a candidate or a deployment, record every verdict.
 
 The gate interface and registry, the concurrent runner, the stored records and overrides,
-SARIF output, and the gates themselves (today: known vulnerabilities). This pillar imports
-``core`` only; the CLI and, later, the release flow wire it to the user.
+SARIF output, and the gates themselves: known vulnerabilities, secrets, licenses and the SBOM.
+This pillar imports ``core`` only; the CLI and the release flow wire it to the user.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from shipyard.gates.interface import (
     gate_named,
     register,
 )
+from shipyard.gates.licenses import gate as _licenses  # registers the gate
 from shipyard.gates.records import (
     GateRun,
     gate_runs_of,
@@ -36,8 +37,13 @@ from shipyard.gates.records import (
 )
 from shipyard.gates.runner import GateRequest, judge, run_gates
 from shipyard.gates.sarif import to_sarif
+from shipyard.gates.sbom import gate as _sbom  # registers the gate
+from shipyard.gates.secrets import gate as _secrets  # registers the gate
 
 VulnerabilityGate = _vulnerabilities.VulnerabilityGate
+LicenseGate = _licenses.LicenseGate
+SecretGate = _secrets.SecretGate
+SbomGate = _sbom.SbomGate
 
 __all__ = [
     "GATES",
@@ -52,6 +58,9 @@ __all__ = [
     "GateRequest",
     "GateResult",
     "GateRun",
+    "LicenseGate",
+    "SbomGate",
+    "SecretGate",
     "Severity",
     "Status",
     "UnknownGate",

@@ -191,7 +191,12 @@ class GateResult:
 
 @dataclass(frozen=True)
 class GateContext:
-    """What a gate judges: a workspace, the configuration, and what it is judged for."""
+    """What a gate judges: a workspace, the configuration, and what it is judged for.
+
+    ``project_dir`` is the project's folder in the working tree when ``workspace`` is a copy of
+    it (a release bundle); ``sbom`` is a stored bill of materials that dependency gates read
+    instead of the workspace's files (re-scanning a shipped release).
+    """
 
     workspace: Path
     config: ShipyardConfig
@@ -200,6 +205,24 @@ class GateContext:
     environment: str | None = None
     commit: str | None = None
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    project_dir: Path | None = None
+    sbom: Path | None = None
+
+    @property
+    def source_dir(self) -> Path:
+        """The project's folder in the repository: settings' relative paths resolve here.
+
+        It is ``project_dir`` when the workspace is a copy (an unpacked release bundle), else
+        the workspace itself.
+        """
+        return self.project_dir if self.project_dir is not None else self.workspace
+
+    @property
+    def is_copy(self) -> bool:
+        """Whether the workspace is an unpacked copy of the project rather than its folder."""
+        return (
+            self.project_dir is not None and self.project_dir.resolve() != self.workspace.resolve()
+        )
 
     @property
     def today(self) -> date:

@@ -293,3 +293,28 @@ def release_workspace(
         bundle.extractall(tree, filter="data")
     roots = [p for p in tree.iterdir() if p.is_dir()]
     return (roots[0] if len(roots) == 1 else tree), str(row.commit_sha)
+
+
+def release_sbom(
+    store: Store, blobs: BlobStore, project: str, version: str, into: Path
+) -> Path | None:
+    """Copy a recorded release's stored SBOM into ``into``; None for a release without one.
+
+    The blob's digest is verified on the way, so a modified SBOM is refused, not read.
+    """
+    with store.read() as conn:
+        row = conn.execute(
+            select(releases.c.sbom).where(
+                releases.c.project == project, releases.c.version == version
+            )
+        ).first()
+    if row is None:
+        raise NotFoundError(
+            f"{project} has no release {version}",
+            hint="list the releases with 'shipyard releases list'",
+        )
+    if not row.sbom:
+        return None
+    target = into / f"{project}-{version}.cdx.json"
+    blobs.copy_to(row.sbom, target)
+    return target

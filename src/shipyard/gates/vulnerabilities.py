@@ -24,7 +24,7 @@ from shipyard.gates.advisories.matching import (
 )
 from shipyard.gates.advisories.severity import ComputedSeverity, compute_severity
 from shipyard.gates.advisories.versions import version_key
-from shipyard.gates.deps import Dependency, read_dependencies
+from shipyard.gates.deps import Dependency, scan_dependencies
 from shipyard.gates.interface import (
     AdvisorySourceError,
     Finding,
@@ -110,8 +110,8 @@ class VulnerabilityGate(Gate):
         return cls(settings, sources)
 
     def judge(self, context: GateContext) -> Verdict:
-        """Match the workspace's dependencies against the sources' advisories."""
-        scan = read_dependencies(context.workspace)
+        """Match the workspace's dependencies (or the stored SBOM's) against the advisories."""
+        scan = scan_dependencies(context.workspace, context.sbom)
         findings: list[Finding] = []
         usable: list[AdvisorySource] = []
         for source in self.sources:
@@ -142,7 +142,9 @@ class VulnerabilityGate(Gate):
             entry = ignores[key]
             if entry.until < context.today:
                 findings.append(_expired(entry))
-        return _verdict(findings, scan.files, len(scan.dependencies), len(pinned))
+        return _verdict(
+            findings, scan.files, len(scan.dependencies), len(pinned), sbom=context.sbom is not None
+        )
 
     def _freshness(self, source: AdvisorySource, context: GateContext) -> Finding | None:
         try:
@@ -378,7 +380,9 @@ def _expired(entry: IgnoredAdvisory) -> Finding:
     )
 
 
-def _verdict(findings: list[Finding], files: Sequence[str], total: int, pinned: int) -> Verdict:
+def _verdict(
+    findings: list[Finding], files: Sequence[str], total: int, pinned: int, *, sbom: bool = False
+) -> Verdict:
     if not files:
         findings = [*findings, _nothing_checked()]
     counted = [f for f in findings if f.counts]
@@ -390,8 +394,9 @@ def _verdict(findings: list[Finding], files: Sequence[str], total: int, pinned: 
         status = Status.PASS
     vulnerable = [f for f in counted if not f.id.startswith("SHIPYARD-")]
     ignored = len(findings) - len(counted)
+    where = files[0] if sbom and files else f"{len(files)} file{'s' if len(files) != 1 else ''}"
     parts = [
-        f"{total} dependencies in {len(files)} file{'s' if len(files) != 1 else ''}",
+        f"{total} dependencies in {where}",
         f"{len(vulnerable)} known vulnerabilit{'ies' if len(vulnerable) != 1 else 'y'}",
     ]
     if total - pinned:

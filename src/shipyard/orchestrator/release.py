@@ -2,8 +2,8 @@
 
 ``shipyard release`` computes the next version, runs the pipeline with it in
 ``SHIPYARD_VERSION`` (or takes a passed run of the same commit), builds the bundle, runs the
-release gates on it, and publishes the release in crash-safe order. Every check that can fail
-runs before anything is written.
+release gates on it, makes its SBOM, and publishes the release in crash-safe order. Every
+check that can fail runs before anything is written.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from shipyard.core.store import Store
 from shipyard.gates.interface import GateContext
 from shipyard.gates.records import GateRun
 from shipyard.gates.runner import GateRequest, judge
+from shipyard.gates.sbom import build_sbom
 from shipyard.release import planning, publish, records
 from shipyard.release.bundle import version_file_contents
 from shipyard.release.changelog import prepend
@@ -143,7 +144,7 @@ def release(
     tag = settings.tag_format.replace("{version}", plan.version)
     _check_unused(store, git, model.project, plan.version, tag, request.tag)
     run = _passed_run(cwd, state, store, actor, project, plan.version, request, observer)
-    artifacts = _artifacts(store, blobs, run.id)
+    artifacts = _artifacts(store, blobs, run.id) if run else {}
     files = version_file_contents(
         git, project.head, _in_project(settings.version_files, project.project_dir), plan.version
     )
@@ -159,9 +160,9 @@ def release(
             commit=project.head,
             repository=_repository(git),
             ref=project.branch or project.head,
-            run_id=run.id,
-            run_started=run.started_at or run.created_at,
-            run_finished=run.finished_at or datetime.now(UTC),
+            run_id=run.id if run else None,
+            run_started=(run.started_at or run.created_at) if run else datetime.now(UTC),
+            run_finished=(run.finished_at or datetime.now(UTC)) if run else datetime.now(UTC),
             gate_run_id=None,
             gate_results=b"[]",
             artifacts=artifacts,
@@ -171,12 +172,21 @@ def release(
             config_digest=project.loaded.digest,
         )
         bundle_path = publish.build_bundle(draft, git, folder)
-        gate_run = _judge(bundle_path, folder / "tree", project, state, store, actor, plan, request)
+        workspace = _unpack(bundle_path, folder / "tree", project, plan.version)
+        gate_run = _judge(workspace, project, state, store, actor, plan, request)
         results = [r.as_json() for r in gate_run.results] if gate_run else []
+        sbom = build_sbom(
+            workspace,
+            model,
+            version=plan.version,
+            commit=project.head,
+            source_dir=_source_dir(project),
+        )
         candidate = replace(
             draft,
             gate_run_id=gate_run.id if gate_run else None,
             gate_results=publish.gate_results_bytes(results),
+            sbom=sbom.document,
         )
         record = publish.publish(
             candidate,
@@ -251,7 +261,9 @@ def _passed_run(
     version: str,
     request: ReleaseRequest,
     observer: RunObserver | None,
-) -> runs.Run:
+) -> runs.Run | None:
+    if project.loaded.model.pipeline is None and request.run_id is None:
+        return None  # nothing to build: the release is the commit's tree alone
     if request.run_id is not None:
         run = runs.get_run(store, request.run_id)
         if run.commit != project.head:
@@ -302,9 +314,21 @@ def _artifacts(store: Store, blobs: BlobStore, run_id: int) -> dict[str, str]:
     return {path: digest for path, (digest, _) in found.items()}
 
 
+def _unpack(bundle_path: Path, tree: Path, project: _Project, version: str) -> Path:
+    """Unpack the bundle; returns the project's folder in it (what gates and the SBOM read)."""
+    tree.mkdir()
+    with tarfile.open(bundle_path, "r:gz") as archive:
+        archive.extractall(tree, filter="data")
+    return tree / f"{project.loaded.model.project}-{version}" / project.project_dir
+
+
+def _source_dir(project: _Project) -> Path:
+    """The project's folder in the working tree (settings' relative paths resolve here)."""
+    return project.git.toplevel() / project.project_dir
+
+
 def _judge(
-    bundle_path: Path,
-    tree: Path,
+    workspace: Path,
     project: _Project,
     state: StateDir,
     store: Store,
@@ -318,16 +342,13 @@ def _judge(
         if request.overrides:
             raise ArgumentError("--override names a gate, but no gates are configured")
         return None
-    tree.mkdir()
-    with tarfile.open(bundle_path, "r:gz") as archive:
-        archive.extractall(tree, filter="data")
-    workspace = tree / f"{model.project}-{plan.version}" / project.project_dir
     context = GateContext(
         workspace=workspace,
         config=model,
         state_root=state.root,
         release=plan.version,
         commit=project.head,
+        project_dir=_source_dir(project),
     )
     gate_run = judge(
         store,

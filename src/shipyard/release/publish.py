@@ -1,7 +1,7 @@
 """Writing a release in crash-safe order, and reconciling what a crash left behind.
 
-The order is: blobs (bundle, signed statement), a pending record, the annotated tag, then
-published. Whatever step a crash interrupts, ``reconcile`` finishes or fails the release on the
+The order is: blobs (bundle, SBOM, signed statement), a pending record, the annotated tag,
+then published. Whatever step a crash interrupts, ``reconcile`` finishes or fails the release on the
 next command: no tag without a release, no release without its blobs.
 """
 
@@ -45,6 +45,7 @@ class Candidate:
     bundle_files: Mapping[str, bytes]
     config_path: str
     config_digest: str
+    sbom: bytes | None = None
 
     @property
     def bundle_name(self) -> str:
@@ -55,6 +56,11 @@ class Candidate:
 def bundle_name(project: str, version: str) -> str:
     """How a release's bundle is named in its signed statement: ``demo-1.2.0.tar.gz``."""
     return f"{project}-{version}.tar.gz"
+
+
+def sbom_name(project: str, version: str) -> str:
+    """How a release's SBOM is named in its signed statement: ``demo-1.2.0.cdx.json``."""
+    return f"{project}-{version}.cdx.json"
 
 
 def build_bundle(candidate: Candidate, git: Git, folder: Path) -> Path:
@@ -86,6 +92,9 @@ def publish(
     subjects += [
         Subject(name, Digest.parse(digest)) for name, digest in sorted(candidate.artifacts.items())
     ]
+    sbom = blobs.put_bytes(candidate.sbom) if candidate.sbom is not None else None
+    if sbom is not None:
+        subjects.append(Subject(sbom_name(candidate.project, candidate.version), sbom.digest))
     inputs = ProvenanceInputs(
         repository=candidate.repository,
         ref=candidate.ref,
@@ -111,7 +120,7 @@ def publish(
         gate_run_id=candidate.gate_run_id,
         bundle=str(stored.digest),
         artifacts=candidate.artifacts,
-        sbom=None,
+        sbom=str(sbom.digest) if sbom is not None else None,
         envelope=str(envelope.digest),
         key_id=signer.keyid,
         changelog=candidate.changelog,
@@ -134,7 +143,7 @@ def reconcile(*, store: Store, blobs: BlobStore, git: Git, project: str, actor: 
     for record in records.all_of(store, project, status=records.PENDING):
         missing = [
             d
-            for d in (record.bundle, record.envelope, *record.artifacts.values())
+            for d in (record.bundle, record.envelope, record.sbom, *record.artifacts.values())
             if d and not blobs.exists(d)
         ]
         if missing:

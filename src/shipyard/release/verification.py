@@ -1,4 +1,4 @@
-"""Verifying a recorded release: its signature, every digest and its commit.
+"""Verifying a recorded release: its signature, every digest (bundle, artifacts, SBOM), its commit.
 
 Trusts, by default, only the key that signed the release (as recorded), so a retired key
 cannot vouch for a release it did not sign; ``--key`` names another public key file.
@@ -20,7 +20,7 @@ from shipyard.release.provenance import (
     VerificationReport,
     verify_release,
 )
-from shipyard.release.publish import bundle_name
+from shipyard.release.publish import bundle_name, sbom_name
 from shipyard.release.records import ReleaseRecord
 
 
@@ -42,6 +42,8 @@ def verify(
         keys = {}
     subjects = {bundle_name(record.project, record.version): Digest.parse(record.bundle)}
     subjects.update({name: Digest.parse(d) for name, d in record.artifacts.items()})
+    if record.sbom:
+        subjects[sbom_name(record.project, record.version)] = Digest.parse(record.sbom)
     expected = ExpectedRelease(
         version=record.version,
         commit=record.commit,

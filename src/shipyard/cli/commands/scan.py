@@ -1,4 +1,8 @@
-"""``shipyard scan``: run the configured gates over the working tree and show the verdicts."""
+"""``shipyard scan``: run the configured gates over the working tree and show the verdicts.
+
+``--release VERSION`` judges a shipped release instead: its bundle, and its stored SBOM for
+the dependency gates, against today's advisory data.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from shipyard.gates import (
     judge,
     to_sarif,
 )
-from shipyard.gates.records import release_workspace
+from shipyard.gates.records import release_sbom, release_workspace
 
 _STATUS_MARK = {Status.PASS: "✓", Status.WARN: "!", Status.FAIL: "✗"}
 
@@ -41,7 +45,11 @@ def scan(
     ] = None,
     release: Annotated[
         str | None,
-        typer.Option("--release", metavar="VERSION", help="Judge a recorded release instead."),
+        typer.Option(
+            "--release",
+            metavar="VERSION",
+            help="Judge a recorded release instead (its bundle and stored SBOM).",
+        ),
     ] = None,
     sarif: Annotated[
         Path | None,
@@ -67,11 +75,19 @@ def scan(
     path = file if file is not None else find_config(Path.cwd(), stop=ctx.state.repo_root)
     loaded = load(path)
     with tempfile.TemporaryDirectory(prefix="shipyard-scan-") as tmp:
-        workspace, commit = path.resolve().parent, _head(path.resolve().parent)
+        project_dir = path.resolve().parent
+        workspace, commit = project_dir, _head(project_dir)
+        sbom: Path | None = None
         if release is not None:
-            workspace, commit = release_workspace(
-                ctx.store, BlobStore.for_state(ctx.state), loaded.model.project, release, Path(tmp)
-            )
+            blobs = BlobStore.for_state(ctx.state)
+            project = loaded.model.project
+            workspace, commit = release_workspace(ctx.store, blobs, project, release, Path(tmp))
+            sbom = release_sbom(ctx.store, blobs, project, release, Path(tmp))
+            if sbom is None and not json_:
+                out.warn(
+                    f"release {release} has no stored SBOM (it was cut before SBOMs were "
+                    "recorded); its bundle's dependency files are scanned instead"
+                )
         request = GateRequest(
             context=GateContext(
                 workspace=workspace,
@@ -79,6 +95,8 @@ def scan(
                 state_root=ctx.state.ensure().root,
                 commit=commit,
                 release=release,
+                project_dir=project_dir,
+                sbom=sbom,
             ),
             names=tuple(gate or ()),
             overrides=overrides,

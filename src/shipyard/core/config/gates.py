@@ -1,20 +1,20 @@
 """The ``gates`` section of ``shipyard.yaml``: which release gates run and how strictly.
 
-This is the validated raw form: levels, durations, ignore entries with their expiry dates and
-the names of advisory sources. It knows no gate's code; the gates pillar builds the runtime
-gates from it and decides what an expired ignore or stale data means.
+This is the validated raw form: levels, durations, ignore entries, secret rules, license lists
+and interpreter paths. It knows no gate's code; the gates pillar builds the runtime gates from
+it and decides what an expired ignore, stale data or an unknown license means.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import date, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from shipyard.core.config.problems import config_value_error, did_you_mean
-from shipyard.core.config.types import Duration, StrictModel
+from shipyard.core.config.types import ByteSize, Duration, StrictModel
 
 SeverityLevel = Literal["low", "medium", "high", "critical"]
 """A severity a setting may name, from the least to the most severe."""
@@ -120,7 +120,161 @@ class VulnerabilityGateSettings(StrictModel):
         return self
 
 
+_RULE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+DEFAULT_SECRETS_BASELINE = ".shipyard-secrets-baseline.json"
+"""Where the secrets baseline lives, relative to the project's folder, unless configured."""
+
+
+def _check_rule_id(value: str) -> str:
+    if not _RULE_ID.fullmatch(value):
+        raise config_value_error(
+            f"{value!r} is not a rule id",
+            hint="use 1 to 64 lower-case letters, digits, '.', '_' and '-', such as acme-api-key",
+        )
+    return value
+
+
+def _check_regex(value: str) -> str:
+    try:
+        pattern = re.compile(value)
+    except re.error as exc:
+        raise config_value_error(
+            f"{value!r} is not a regular expression: {exc}",
+            hint="write a Python regular expression; quote it in single quotes in YAML",
+        ) from None
+    if pattern.fullmatch("") is not None:
+        raise config_value_error(
+            f"{value!r} matches an empty string, so it would match every line",
+            hint="make the pattern require at least one character",
+        )
+    return value
+
+
+def _check_keyword(value: str) -> str:
+    if not value.strip():
+        raise config_value_error("a keyword is empty", hint="remove it, or write a word")
+    return value
+
+
+def _check_relative_path(value: str) -> str:
+    if not value.strip() or value.startswith("/") or ".." in value.replace("\\", "/").split("/"):
+        raise config_value_error(
+            f"{value!r} must be a path inside the project's folder",
+            hint="write a relative path without '..', such as .shipyard-secrets-baseline.json",
+        )
+    return value
+
+
+def _check_pattern(value: str) -> str:
+    if not value.strip() or value.startswith("/"):
+        raise config_value_error(
+            f"{value!r} is not a path pattern",
+            hint="write a pattern relative to the project's folder, such as tests/fixtures/**",
+        )
+    return value
+
+
+def _check_license_entry(value: str) -> str:
+    if not value.strip():
+        raise config_value_error(
+            "a license entry is empty", hint="write an SPDX id such as MIT or Apache-2.0"
+        )
+    return value.strip()
+
+
+def _check_interpreter(value: str) -> str:
+    if not value.strip():
+        raise config_value_error(
+            "the interpreter path is empty",
+            hint="name the project's interpreter or virtual environment, such as .venv/bin/python",
+        )
+    return value
+
+
+def _switch(value: Any) -> Any:
+    """``true`` turns a gate on with its defaults, ``false`` (like leaving it out) turns it off."""
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
+
+
+RuleId = Annotated[str, AfterValidator(_check_rule_id)]
+Regex = Annotated[str, AfterValidator(_check_regex)]
+Keyword = Annotated[str, AfterValidator(_check_keyword)]
+RelativePath = Annotated[str, AfterValidator(_check_relative_path)]
+PathPattern = Annotated[str, AfterValidator(_check_pattern)]
+LicenseEntry = Annotated[str, AfterValidator(_check_license_entry)]
+Interpreter = Annotated[str, AfterValidator(_check_interpreter)]
+
+
+class SecretRule(StrictModel):
+    """A project secret rule: a regular expression, a keyword pre-filter, an entropy floor."""
+
+    id: RuleId
+    regex: Regex
+    keywords: tuple[Keyword, ...] = ()
+    entropy: Annotated[float, Field(ge=0, le=8)] | None = None
+    description: str = ""
+
+
+class SecretGateSettings(StrictModel):
+    """The secrets gate: what is scanned, the project's own rules, and the baseline file."""
+
+    history: bool = False
+    rules: tuple[SecretRule, ...] = ()
+    exclude: tuple[PathPattern, ...] = ()
+    baseline: RelativePath = DEFAULT_SECRETS_BASELINE
+    max_file_size: ByteSize = 5 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _check(self) -> SecretGateSettings:
+        seen: dict[str, int] = {}
+        for index, rule in enumerate(self.rules):
+            if rule.id in seen:
+                raise config_value_error(
+                    f"the rule id {rule.id!r} is used twice (also at rules[{seen[rule.id]}])",
+                    hint="give each rule its own id",
+                    at=("rules", index, "id"),
+                )
+            seen[rule.id] = index
+        return self
+
+
+class LicenseGateSettings(StrictModel):
+    """The licenses gate: which licenses may ship, and where dependencies' licenses come from."""
+
+    allow: tuple[LicenseEntry, ...] = ()
+    deny: tuple[LicenseEntry, ...] = ()
+    python: Interpreter | None = None
+    overrides: dict[str, LicenseEntry] = Field(default_factory=dict)
+    unknown: Literal["fail", "warn"] = "fail"
+
+    @model_validator(mode="after")
+    def _check(self) -> LicenseGateSettings:
+        allowed = {entry.lower(): index for index, entry in enumerate(self.allow)}
+        for index, entry in enumerate(self.deny):
+            if entry.lower() in allowed:
+                raise config_value_error(
+                    f"{entry} is both allowed (allow[{allowed[entry.lower()]}]) and denied",
+                    hint="keep it in one of the two lists",
+                    at=("deny", index),
+                )
+        return self
+
+
+class SbomGateSettings(StrictModel):
+    """The SBOM gate: how strictly a bill of materials must pin what it lists."""
+
+    unpinned: Literal["fail", "warn"] = "warn"
+
+
 class Gates(StrictModel):
     """The release gates a candidate must pass; a gate not named here does not run."""
 
     vulnerabilities: VulnerabilityGateSettings | None = None
+    secrets: Annotated[SecretGateSettings | None, BeforeValidator(_switch)] = None
+    licenses: Annotated[LicenseGateSettings | None, BeforeValidator(_switch)] = None
+    sbom: Annotated[SbomGateSettings | None, BeforeValidator(_switch)] = None

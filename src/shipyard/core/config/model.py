@@ -8,6 +8,9 @@ section's details and no loading logic.
 
 from __future__ import annotations
 
+from pydantic import Field, model_validator
+
+from shipyard.core.config.delivery import Environments, Service, check_environments
 from shipyard.core.config.gates import Gates
 from shipyard.core.config.pipeline import Pipeline
 from shipyard.core.config.release import Release
@@ -21,3 +24,10 @@ class ShipyardConfig(StrictModel):
     pipeline: Pipeline | None = None
     release: Release | None = None
     gates: Gates | None = None
+    service: Service | None = None
+    environments: Environments = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _environments_have_a_service(self) -> ShipyardConfig:
+        check_environments(self.environments, self.service)
+        return self

@@ -35,7 +35,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 """The newest migration; a test keeps it equal to the head of ``migrations/versions``."""
 
 metadata = MetaData(naming_convention=NAMING)
@@ -249,4 +249,46 @@ releases = Table(
     Column("gate_results", String(71), nullable=True),
     Column("config_path", Text, nullable=False, default=""),
     UniqueConstraint("project", "version", name="uq_releases_project_version"),
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("project", String(64), nullable=False),
+    Column("environment", String(64), nullable=False),
+    Column("version", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("strategy", String(40), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("previous_version", String(100), nullable=True),
+    Column("settings", Text, nullable=False),
+    Column("progress", Text, nullable=False),
+    Column("requested_action", String(20), nullable=True),
+    Column("lease_owner", String(200), nullable=True),
+    Column("lease_expires_at", UTCDateTime(), nullable=True),
+    Column("actor", String(320), nullable=False),
+    Column("message", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+)
+Index("ix_deployments_environment", deployments.c.project, deployments.c.environment)
+
+environment_state = Table(
+    "environment_state",
+    metadata,
+    Column("project", String(64), primary_key=True),
+    Column("environment", String(64), primary_key=True),
+    Column("active_version", String(100), nullable=True),
+    Column("active_deployment", BigInteger, nullable=True),
+    Column("warm_version", String(100), nullable=True),
+    Column("warm_deployment", BigInteger, nullable=True),
+    Column("warm_until", UTCDateTime(), nullable=True),
+    Column("instances", Text, nullable=False),
+    Column("router", Text, nullable=False),
+    Column("since", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -2,7 +2,8 @@
 
 ``READERS`` maps each file kind to its reader; ``read_dependencies`` walks a workspace
 (skipping hidden folders, ``node_modules`` and virtual environments) and reads every file a
-reader knows. ``pyproject.toml`` is read only where no Python lockfile sits beside it.
+reader knows. ``pyproject.toml`` is read only where no Python lockfile sits beside it. A
+stored CycloneDX SBOM is read only when named (``scan_dependencies``), never found by a walk.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard.gates.deps.cyclonedx import CycloneDxReader
 from shipyard.gates.deps.interface import (
     Dependency,
     DependencyReader,
     MalformedDependencyFile,
+    PackageRef,
     relative_name,
 )
 from shipyard.gates.deps.npm import PackageLockReader
@@ -34,6 +37,7 @@ READERS: dict[str, DependencyReader] = {
         PylockReader(),
         PackageLockReader(),
         PyprojectReader(),
+        CycloneDxReader(),
     )
 }
 """One reader per kind of dependency file, by the kind's name."""
@@ -69,6 +73,8 @@ def reader_for(path: Path) -> DependencyReader | None:
         return READERS["package-lock.json"]
     if name == "pyproject.toml":
         return READERS["pyproject.toml"]
+    if name.endswith((".cdx.json", ".bom.json")):
+        return READERS["cyclonedx"]
     return None
 
 
@@ -89,7 +95,10 @@ def find_dependency_files(root: Path) -> list[Path]:
         )
         for name in sorted(names):
             path = Path(folder) / name
-            if reader_for(path) is None or (name == "pyproject.toml" and has_lock):
+            reader = reader_for(path)
+            if reader is None or reader.name == "cyclonedx":
+                continue
+            if name == "pyproject.toml" and has_lock:
                 continue
             found.append(path)
     return found
@@ -124,13 +133,23 @@ def read_dependencies(root: Path, files: list[Path] | None = None) -> Dependency
     )
 
 
+def scan_dependencies(workspace: Path, sbom: Path | None = None) -> DependencyScan:
+    """The dependencies of a workspace, or of a stored SBOM when one is given."""
+    if sbom is None:
+        return read_dependencies(workspace)
+    found = READERS["cyclonedx"].read(sbom, sbom.parent)
+    return DependencyScan(files=(f"the stored SBOM ({sbom.name})",), dependencies=tuple(found))
+
+
 __all__ = [
     "READERS",
     "Dependency",
     "DependencyReader",
     "DependencyScan",
     "MalformedDependencyFile",
+    "PackageRef",
     "find_dependency_files",
     "read_dependencies",
     "reader_for",
+    "scan_dependencies",
 ]

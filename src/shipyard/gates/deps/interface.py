@@ -20,8 +20,20 @@ class MalformedDependencyFile(DependencyError):
 
 
 @dataclass(frozen=True)
+class PackageRef:
+    """A package another package needs, by name and, when the file resolves it, version."""
+
+    name: str
+    version: str | None = None
+
+
+@dataclass(frozen=True)
 class Dependency:
-    """One dependency as a file declares it."""
+    """One dependency as a file declares it.
+
+    Beyond the pin, a lockfile may record the package's declared ``license`` (npm), the
+    ``hashes`` of its files (``sha256:<hex>``) and what it ``requires``, for the SBOM.
+    """
 
     ecosystem: str
     name: str
@@ -30,6 +42,9 @@ class Dependency:
     line: int | None = None
     requirement: str = ""
     unpinned_reason: str | None = None
+    license: str | None = None
+    hashes: tuple[str, ...] = ()
+    requires: tuple[PackageRef, ...] = ()
 
     @property
     def location(self) -> str:
@@ -50,6 +65,31 @@ class DependencyReader(ABC):
     @abstractmethod
     def read(self, path: Path, root: Path) -> list[Dependency]:
         """The dependencies ``path`` declares; ``root`` makes the names in results relative."""
+
+
+HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha384": 96, "sha512": 128}
+"""The hash algorithms a lockfile may name, with the length of their hex digests."""
+
+
+def checked_hash(algorithm: str, hex_digest: str) -> str | None:
+    """``alg:hex`` for a well-formed digest of a known algorithm; None for anything else."""
+    algorithm = algorithm.lower().replace("-", "")
+    hex_digest = hex_digest.lower()
+    length = HASH_LENGTHS.get(algorithm)
+    if length is None or len(hex_digest) != length:
+        return None
+    if any(ch not in "0123456789abcdef" for ch in hex_digest):
+        return None
+    return f"{algorithm}:{hex_digest}"
+
+
+def parsed_hash(text: str) -> str | None:
+    """Read ``sha256:<hex>`` (or ``sha256=<hex>``) as written in lockfiles; None if malformed."""
+    for separator in (":", "="):
+        algorithm, found, hex_digest = text.strip().partition(separator)
+        if found:
+            return checked_hash(algorithm, hex_digest)
+    return None
 
 
 def relative_name(path: Path, root: Path) -> str:

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import ClassVar
 
 from shipyard.gates.deps.interface import Dependency, DependencyReader, relative_name
-from shipyard.gates.deps.tomlfiles import entries, load_toml, table_lines, text_field
+from shipyard.gates.deps.tomlfiles import (
+    entries,
+    hashes_of,
+    load_toml,
+    requires_of,
+    table_lines,
+    text_field,
+)
 
 
 class PoetryLockReader(DependencyReader):
@@ -24,6 +31,8 @@ class PoetryLockReader(DependencyReader):
         file = relative_name(path, root)
         lines = table_lines(text, "package")
         found = []
+        metadata = data.get("metadata")
+        legacy_files = metadata.get("files") if isinstance(metadata, Mapping) else None
         for index, entry in enumerate(entries(data, "package", file)):
             line = lines[index] if index < len(lines) else None
             name = text_field(entry, "name", file, line)
@@ -35,5 +44,19 @@ class PoetryLockReader(DependencyReader):
                     Dependency("PyPI", name, None, file, line, name, f"installed from {kind}")
                 )
             else:
-                found.append(Dependency("PyPI", name, version, file, line, f"{name}=={version}"))
+                files = entry.get("files")
+                if files is None and isinstance(legacy_files, Mapping):
+                    files = legacy_files.get(name)  # Poetry 1.0 to 1.4 kept them apart
+                found.append(
+                    Dependency(
+                        "PyPI",
+                        name,
+                        version,
+                        file,
+                        line,
+                        f"{name}=={version}",
+                        hashes=hashes_of(files),
+                        requires=requires_of(entry.get("dependencies")),
+                    )
+                )
         return found

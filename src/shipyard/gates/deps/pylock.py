@@ -14,7 +14,14 @@ from shipyard.gates.deps.interface import (
     MalformedDependencyFile,
     relative_name,
 )
-from shipyard.gates.deps.tomlfiles import entries, load_toml, table_lines, text_field
+from shipyard.gates.deps.tomlfiles import (
+    entries,
+    hashes_of,
+    load_toml,
+    requires_of,
+    table_lines,
+    text_field,
+)
 
 
 class PylockReader(DependencyReader):
@@ -45,7 +52,16 @@ class PylockReader(DependencyReader):
             else:
                 if isinstance(version, str) and version:
                     found.append(
-                        Dependency("PyPI", name, version, file, line, f"{name}=={version}")
+                        Dependency(
+                            "PyPI",
+                            name,
+                            version,
+                            file,
+                            line,
+                            f"{name}=={version}",
+                            hashes=hashes_of(entry.get("sdist"), entry.get("wheels")),
+                            requires=requires_of(entry.get("dependencies")),
+                        )
                     )
                 else:
                     found.append(Dependency("PyPI", name, None, file, line, name, "no version"))

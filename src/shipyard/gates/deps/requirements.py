@@ -17,6 +17,7 @@ from shipyard.gates.deps.interface import (
     Dependency,
     DependencyReader,
     MalformedDependencyFile,
+    parsed_hash,
     read_text,
     relative_name,
 )
@@ -25,7 +26,7 @@ MAX_INCLUDE_DEPTH = 20
 """How deep ``-r`` includes may nest before the reader assumes a loop."""
 
 _COMMENT = re.compile(r"(^|\s)#.*$")
-_HASH_OPTION = re.compile(r"\s--hash[=\s]\S+")
+_HASH_OPTION = re.compile(r"\s--hash[=\s](?P<hash>\S+)")
 _INCLUDE = re.compile(r"^(?:-r|--requirement)(?:\s*=\s*|\s+|(?=\S))(?P<path>\S+)$")
 _SKIPPED_OPTIONS = (
     "-c",
@@ -159,6 +160,15 @@ def _requirement(line: str, file: str, number: int) -> Dependency:
         and specifiers[0].operator in ("==", "===")
         and not specifiers[0].version.endswith(".*")
     ):
-        return Dependency("PyPI", requirement.name, specifiers[0].version, file, number, text)
+        hashes = tuple(
+            dict.fromkeys(
+                digest
+                for match in _HASH_OPTION.finditer(f" {line}")
+                if (digest := parsed_hash(match.group("hash"))) is not None
+            )
+        )
+        return Dependency(
+            "PyPI", requirement.name, specifiers[0].version, file, number, text, hashes=hashes
+        )
     reason = "no version is given" if not specifiers else f"'{requirement.specifier}' is a range"
     return Dependency("PyPI", requirement.name, None, file, number, text, reason)

@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shipyard.gates.deps.interface import MalformedDependencyFile, read_text, relative_name
+from shipyard.gates.deps.interface import (
+    MalformedDependencyFile,
+    PackageRef,
+    checked_hash,
+    parsed_hash,
+    read_text,
+    relative_name,
+)
 
 _TABLE_ARRAY = re.compile(r"^\s*\[\[\s*(?P<name>[A-Za-z0-9_.-]+)\s*\]\]\s*(#.*)?$")
 
@@ -53,3 +60,40 @@ def text_field(entry: Mapping[str, Any], key: str, file: str, line: int | None) 
         where = f"{file}:{line}" if line else file
         raise MalformedDependencyFile(f"{where}: a package has no '{key}' string")
     return value
+
+
+def hashes_of(*files: Any) -> tuple[str, ...]:
+    """The well-formed digests of lock entries' files, in order, without repeats.
+
+    A file is a table with ``hash = "sha256:…"`` (uv, Poetry) or ``hashes = {sha256 = "…"}``
+    (PEP 751); lists of such tables are read item by item, and anything else is skipped.
+    """
+    found: dict[str, None] = {}
+    for item in files:
+        tables = item if isinstance(item, list) else [item]
+        for table in tables:
+            if not isinstance(table, Mapping):
+                continue
+            single = table.get("hash")
+            if isinstance(single, str) and (digest := parsed_hash(single)) is not None:
+                found[digest] = None
+            several = table.get("hashes")
+            if isinstance(several, Mapping):
+                for algorithm, value in several.items():
+                    if isinstance(value, str) and (digest := checked_hash(algorithm, value)):
+                        found[digest] = None
+    return tuple(found)
+
+
+def requires_of(value: Any) -> tuple[PackageRef, ...]:
+    """The packages a lock entry needs: a list of ``{name, version?}`` tables, or a name table."""
+    if isinstance(value, Mapping):
+        return tuple(PackageRef(str(name)) for name in value)
+    if not isinstance(value, list):
+        return ()
+    refs = []
+    for item in value:
+        if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+            version = item.get("version")
+            refs.append(PackageRef(item["name"], version if isinstance(version, str) else None))
+    return tuple(dict.fromkeys(refs))

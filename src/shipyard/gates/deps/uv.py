@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import ClassVar
 
 from shipyard.gates.deps.interface import Dependency, DependencyReader, relative_name
-from shipyard.gates.deps.tomlfiles import entries, load_toml, table_lines, text_field
+from shipyard.gates.deps.tomlfiles import (
+    entries,
+    hashes_of,
+    load_toml,
+    requires_of,
+    table_lines,
+    text_field,
+)
 
 
 class UvLockReader(DependencyReader):
@@ -40,5 +47,16 @@ class UvLockReader(DependencyReader):
             elif not isinstance(version, str) or not version:
                 found.append(Dependency("PyPI", name, None, file, line, name, "no version"))
             else:
-                found.append(Dependency("PyPI", name, version, file, line, f"{name}=={version}"))
+                found.append(
+                    Dependency(
+                        "PyPI",
+                        name,
+                        version,
+                        file,
+                        line,
+                        f"{name}=={version}",
+                        hashes=hashes_of(entry.get("sdist"), entry.get("wheels")),
+                        requires=requires_of(entry.get("dependencies")),
+                    )
+                )
         return found

@@ -1,4 +1,4 @@
-"""Secrets for jobs: read from the environment or ``.shipyard/secrets``, and masked in output.
+"""Secrets for jobs and services: read from the environment or ``.shipyard/secrets``, masked.
 
 A secret's value leaves this module only through ``SecretValue.reveal()`` (for a job's
 environment); it must never appear in an error message, a ``repr``, a log or the database.

@@ -15,7 +15,8 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from shipyard.ci.secrets import (
+from shipyard.core.errors import UserError
+from shipyard.core.secrets import (
     MASK,
     Masker,
     SecretError,
@@ -24,7 +25,6 @@ from shipyard.ci.secrets import (
     load_secrets,
     read_secrets_file,
 )
-from shipyard.core.errors import UserError
 
 TOKEN = "pypi-AgEIcHlwaS5vcmcCJDk3ZjE1ZDQ2"
 PASSWORD = "s3cr3t/p@ss wörd+'quoted'&more"

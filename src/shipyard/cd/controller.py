@@ -1,0 +1,269 @@
+"""The deployment controller: the one driver of a deployment's state machine.
+
+It holds a lease in the store (owner, expiry, renewed by a heartbeat); another process takes
+over only after the lease expires, and carries on from the stored progress. It acts on
+requested actions between steps: pause (the driver stops; exit 3), resume, abort (undo).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shipyard.cd import deployments
+from shipyard.cd.deployments import Deployment
+from shipyard.cd.settings import DeploySettings
+from shipyard.cd.strategies import STRATEGIES, StepContext
+from shipyard.cd.targets import InstanceUnhealthy, Release, Target, TargetError
+from shipyard.core.errors import CheckFailed, ShipyardError, UserError, WaitingForPerson
+from shipyard.core.process import pid_alive
+from shipyard.core.store import Store
+
+LEASE_TTL = timedelta(seconds=10)
+HEARTBEAT_S = 2.0
+QUEUE_POLL_S = 0.5
+
+
+class LeaseHeld(UserError):
+    """Another live driver is driving this deployment."""
+
+
+class DeploymentPaused(WaitingForPerson):
+    """The deployment was paused; it continues with ``shipyard deployments resume``."""
+
+
+class DeploymentFailed(CheckFailed):
+    """The deployment failed or was aborted; what ran before is serving again."""
+
+
+class _Pause(Exception):
+    pass
+
+
+class _Abort(Exception):
+    pass
+
+
+@dataclass
+class Controller:
+    """Drives deployments to a final status (or to a pause), one lease at a time."""
+
+    store: Store
+    target_for: Callable[[DeploySettings], Target]
+    actor: str
+    on_event: Callable[[str], None] = lambda _text: None
+    owner: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.owner:
+            self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def drive(self, deployment_id: int) -> Deployment:
+        """Drive one deployment (after any stale one queued ahead of it) to its end or pause."""
+        self._break_dead_lease(deployment_id)
+        if not deployments.acquire_lease(self.store, deployment_id, self.owner, LEASE_TTL):
+            current = deployments.get(self.store, deployment_id)
+            raise LeaseHeld(
+                f"deployment {deployment_id} is driven by {current.lease_owner}",
+                hint="wait for it; if that driver died, its lease expires within "
+                f"{int(LEASE_TTL.total_seconds())}s and resume takes over",
+            )
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(deployment_id, stop), daemon=True)
+        beat.start()
+        try:
+            self._wait_for_queue(deployment_id)
+            return self._run(deployment_id)
+        finally:
+            stop.set()
+            beat.join()
+            deployments.release_lease(self.store, deployment_id, self.owner)
+
+    def _break_dead_lease(self, deployment_id: int) -> None:
+        """A lease held by a process of this host that no longer exists is given up at once."""
+        current = deployments.get(self.store, deployment_id)
+        holder = current.lease_owner
+        if holder and not driver_alive(current):
+            deployments.break_lease(self.store, deployment_id, holder, actor=self.actor)
+            self.on_event(f"the driver {holder} is gone; taking over deployment {deployment_id}")
+
+    def _heartbeat(self, deployment_id: int, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_S):
+            deployments.acquire_lease(self.store, deployment_id, self.owner, LEASE_TTL)
+
+    def _wait_for_queue(self, deployment_id: int) -> None:
+        """One deployment per environment: wait for (or take over) those asked for earlier."""
+        while True:
+            me = deployments.get(self.store, deployment_id)
+            ahead = deployments.ahead_of(self.store, me)
+            if not ahead:
+                return
+            first = ahead[0]
+            if first.status == "paused":
+                raise DeploymentPaused(
+                    f"deployment {first.id} of {me.environment} is paused; {me.id} waits for it",
+                    hint=f"resume or abort it: shipyard deployments resume|abort {first.id}",
+                )
+            self._break_dead_lease(first.id)
+            if deployments.acquire_lease(self.store, first.id, self.owner, LEASE_TTL):
+                self.on_event(f"taking over deployment {first.id}, whose driver is gone")
+                try:
+                    self._run(first.id)
+                finally:
+                    deployments.release_lease(self.store, first.id, self.owner)
+                continue
+            self.on_event(f"waiting for deployment {first.id} of {me.environment}")
+            time.sleep(QUEUE_POLL_S)
+
+    def _run(self, deployment_id: int) -> Deployment:
+        current = deployments.get(self.store, deployment_id)
+        if current.finished:
+            return current
+        if current.status == "aborted":
+            return self._roll_back(current, "aborted earlier")
+        if current.status == "pending":
+            current = deployments.transition(
+                self.store, current.id, "progressing", actor=self.actor
+            )
+        elif current.status == "paused":
+            current = deployments.transition(
+                self.store, current.id, "progressing", actor=self.actor, message="resumed"
+            )
+        settings = DeploySettings.from_json(current.settings["deploy"])
+        previous = current.settings.get("previous")
+        release = Release(current.project, current.version, str(current.settings["bundle"]))
+        target = self.target_for(settings)
+        strategy = STRATEGIES[current.strategy]()
+        before = deployments.environment(self.store, current.project, current.environment)
+        if current.progress.get("before"):
+            before = _state_from(current.progress["before"], before)
+        progress: dict[str, Any] = dict(current.progress)
+        progress.setdefault("before", before.as_json())
+        progress.setdefault("before_instances", dict(before.instances))
+        if current.settings.get("previous_bundle"):
+            progress.setdefault("previous_bundle", current.settings["previous_bundle"])
+        ctx = StepContext(
+            deployment_id=current.id,
+            settings=settings,
+            release=release,
+            target=target,
+            before=before,
+            progress=progress,
+            save=lambda p: deployments.save_progress(self.store, current.id, p),
+            checkpoint=lambda: self._checkpoint(current.id),
+            previous_settings=DeploySettings.from_json(previous) if previous else None,
+        )
+        ctx.save(progress)
+        try:
+            self.on_event(
+                f"deploying {current.version} to {current.environment} ({current.strategy})"
+            )
+            after = strategy.deploy(ctx)
+        except _Pause:
+            deployments.transition(self.store, current.id, "paused", actor=self.actor)
+            raise DeploymentPaused(
+                f"deployment {current.id} is paused",
+                hint=f"shipyard deployments resume {current.id}",
+            ) from None
+        except _Abort:
+            deployments.transition(
+                self.store, current.id, "aborted", actor=self.actor, message="abort requested"
+            )
+            return self._undo_and_finish(
+                current, strategy, ctx, "rolled_back", "aborted; the previous version serves again"
+            )
+        except (InstanceUnhealthy, TargetError, ShipyardError) as error:
+            self._undo_and_finish(current, strategy, ctx, "failed", error.message)
+            raise DeploymentFailed(
+                f"deployment {current.id} of {current.version} failed: {error.message}",
+                hint=error.hint,
+            ) from error
+        deployments.save_environment(self.store, after)
+        self.on_event(
+            f"{current.version} serves {current.environment} at {after.router.get('address')}"
+        )
+        return deployments.transition(self.store, current.id, "succeeded", actor=self.actor)
+
+    def _undo_and_finish(
+        self, current: Deployment, strategy: Any, ctx: StepContext, status: str, message: str
+    ) -> Deployment:
+        try:
+            strategy.undo(ctx)
+        except ShipyardError as error:
+            message = f"{message}; putting the previous version back also failed: {error.message}"
+        return deployments.transition(
+            self.store, current.id, status, actor=self.actor, message=message
+        )
+
+    def _roll_back(self, current: Deployment, why: str) -> Deployment:
+        settings = DeploySettings.from_json(current.settings["deploy"])
+        release = Release(current.project, current.version, str(current.settings["bundle"]))
+        before = _state_from(
+            current.progress.get("before", {}),
+            deployments.environment(self.store, current.project, current.environment),
+        )
+        ctx = StepContext(
+            deployment_id=current.id,
+            settings=settings,
+            release=release,
+            target=self.target_for(settings),
+            before=before,
+            progress=dict(current.progress),
+            save=lambda p: deployments.save_progress(self.store, current.id, p),
+            checkpoint=lambda: None,
+        )
+        return self._undo_and_finish(
+            current, STRATEGIES[current.strategy](), ctx, "rolled_back", why
+        )
+
+    def _checkpoint(self, deployment_id: int) -> None:
+        action = deployments.take_request(self.store, deployment_id)
+        if action == "pause":
+            raise _Pause
+        if action == "abort":
+            raise _Abort
+
+
+def driver_alive(deployment: Deployment) -> bool:
+    """Whether a driver holds the deployment's lease and may still be running it."""
+    holder = deployment.lease_owner
+    if not holder:
+        return False
+    if deployment.lease_expires_at is not None and deployment.lease_expires_at < datetime.now(UTC):
+        return False
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host == socket.gethostname() and pid_text.isdigit():
+        return pid_alive(int(pid_text))
+    return True
+
+
+def _state_from(
+    data: Mapping[str, Any], fallback: deployments.EnvironmentState
+) -> deployments.EnvironmentState:
+    if not data:
+        return fallback
+
+    def when(key: str) -> datetime | None:
+        value = data.get(key)
+        return datetime.fromisoformat(value) if value else None
+
+    return deployments.EnvironmentState(
+        project=fallback.project,
+        environment=fallback.environment,
+        active_version=data.get("active_version"),
+        active_deployment=data.get("active_deployment"),
+        warm_version=data.get("warm_version"),
+        warm_deployment=fallback.warm_deployment,
+        warm_until=when("warm_until"),
+        instances=data.get("instances", {}),
+        router=data.get("router", {}),
+        since=when("since"),
+    )

@@ -1,0 +1,213 @@
+"""Asking for deployments and rollbacks: every check before anything starts.
+
+A deployment is only of a published release of this project that verifies (signature and
+every digest); the environment's settings are frozen into it. A rollback to the version kept
+warm moves traffic back at once; otherwise the earlier release is deployed again with the
+configuration that went with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from shipyard.cd import deployments
+from shipyard.cd.deployments import Deployment, EnvironmentState
+from shipyard.cd.settings import DeploySettings
+from shipyard.cd.targets import InstanceRef, Target
+from shipyard.core.blobs import BlobStore
+from shipyard.core.errors import CheckFailed, NotFoundError, UserError
+from shipyard.core.state import StateDir
+from shipyard.core.store import Store
+from shipyard.release import records
+from shipyard.release.keys import Keyring
+from shipyard.release.verification import verify
+
+
+class ReleaseRefused(CheckFailed):
+    """The release cannot be deployed: it does not verify."""
+
+
+def request_deploy(
+    store: Store,
+    state: StateDir,
+    settings: DeploySettings,
+    version: str,
+    *,
+    actor: str,
+    kind: str = "deploy",
+) -> Deployment:
+    """Record a pending deployment of ``version`` after checking it is a sound release."""
+    record = _verified_release(store, state, settings.project, version)
+    current = deployments.environment(store, settings.project, settings.environment)
+    previous: dict[str, object] | None = None
+    previous_bundle: str | None = None
+    if current.active_deployment is not None:
+        previous = dict(deployments.get(store, current.active_deployment).settings["deploy"])
+        try:
+            previous_bundle = records.get(
+                store, settings.project, str(current.active_version)
+            ).bundle
+        except NotFoundError:
+            previous_bundle = None
+    return deployments.create(
+        store,
+        project=settings.project,
+        environment=settings.environment,
+        version=version,
+        kind=kind,
+        strategy=settings.strategy,
+        previous_version=current.active_version,
+        settings={
+            "deploy": settings.as_json(),
+            "bundle": record.bundle,
+            "previous": previous,
+            "previous_bundle": previous_bundle,
+        },
+        actor=actor,
+        on_busy=settings.on_busy,
+    )
+
+
+def settings_of_version(
+    store: Store, project: str, environment: str, version: str
+) -> DeploySettings | None:
+    """The settings the last successful deployment of ``version`` here went with."""
+    for deployment in deployments.for_environment(store, project, environment, limit=500):
+        if deployment.version == version and deployment.status == "succeeded":
+            return DeploySettings.from_json(deployment.settings["deploy"])
+    return None
+
+
+def rollback_target(
+    store: Store, project: str, environment: str, to: str | None
+) -> tuple[EnvironmentState, str]:
+    """The environment's state and the version a rollback goes back to."""
+    state = deployments.environment(store, project, environment)
+    if state.active_version is None:
+        raise UserError(
+            f"{environment} runs nothing yet, so there is nothing to roll back",
+            hint=f"deploy a release first: shipyard deploy VERSION --env {environment}",
+        )
+    if to is not None:
+        if to == state.active_version:
+            raise UserError(f"{environment} runs {to} already")
+        return state, to
+    if state.warm_version:
+        return state, state.warm_version
+    for deployment in deployments.for_environment(store, project, environment, limit=500):
+        if deployment.status == "succeeded" and deployment.version != state.active_version:
+            return state, deployment.version
+    raise UserError(
+        f"{environment} has run no other version to roll back to", hint="name one with --to VERSION"
+    )
+
+
+def warm_switch(
+    store: Store,
+    state: StateDir,
+    target: Target,
+    env_state: EnvironmentState,
+    settings: DeploySettings,
+    *,
+    actor: str,
+) -> Deployment | None:
+    """Move all traffic back to the warm version at once; None if it is not warm any more."""
+    warm = [InstanceRef.from_json(i) for i in env_state.instances.get("warm", [])]
+    active = [InstanceRef.from_json(i) for i in env_state.instances.get("active", [])]
+    expired = env_state.warm_until is not None and env_state.warm_until < datetime.now(UTC)
+    if not env_state.warm_version or expired or not target.alive(warm, settings):
+        return None
+    _verified_release(store, state, settings.project, env_state.warm_version)
+    deployment = deployments.create(
+        store,
+        project=settings.project,
+        environment=settings.environment,
+        version=env_state.warm_version,
+        kind="rollback",
+        strategy="switch",
+        previous_version=env_state.active_version,
+        settings={"deploy": settings.as_json(), "bundle": "", "previous": None},
+        actor=actor,
+        on_busy="refuse",
+    )
+    deployments.transition(store, deployment.id, "progressing", actor=actor)
+    weights = {env_state.warm_version: (100, warm)}
+    if env_state.active_version and env_state.active_version != env_state.warm_version:
+        weights[env_state.active_version] = (0, active)
+    address = target.route(settings, weights)
+    now = datetime.now(UTC)
+    deployments.save_environment(
+        store,
+        replace(
+            env_state,
+            active_version=env_state.warm_version,
+            active_deployment=env_state.warm_deployment,
+            warm_version=env_state.active_version,
+            warm_deployment=env_state.active_deployment,
+            warm_until=now + timedelta(seconds=max(settings.rollback_window_s, 60.0)),
+            instances={
+                "active": [i.as_json() for i in warm],
+                "warm": [i.as_json() for i in active],
+            },
+            router={"address": address},
+            since=now,
+        ),
+    )
+    return deployments.transition(
+        store,
+        deployment.id,
+        "succeeded",
+        actor=actor,
+        message="traffic moved back to the warm version",
+    )
+
+
+def retire_expired(
+    store: Store, project: str, settings: DeploySettings, target: Target
+) -> str | None:
+    """Stop a warm version whose rollback window has passed; returns its version if stopped."""
+    state = deployments.environment(store, project, settings.environment)
+    if not state.warm_version or state.warm_until is None:
+        return None
+    if state.warm_until > datetime.now(UTC):
+        return None
+    target.stop([InstanceRef.from_json(i) for i in state.instances.get("warm", [])])
+    deployments.save_environment(
+        store,
+        replace(
+            state,
+            warm_version=None,
+            warm_deployment=None,
+            warm_until=None,
+            instances={**state.instances, "warm": []},
+        ),
+    )
+    return state.warm_version
+
+
+def _verified_release(
+    store: Store, state: StateDir, project: str, version: str
+) -> records.ReleaseRecord:
+    try:
+        record = records.get(store, project, version)
+    except NotFoundError as error:
+        raise NotFoundError(
+            f"{version} is not a release of {project}",
+            hint="list the releases with 'shipyard releases list'",
+        ) from error
+    if record.status != records.PUBLISHED:
+        raise UserError(
+            f"{project} {version} is {record.status}, not published",
+            hint="only a published release can be deployed",
+        )
+    report = verify(
+        record, blobs=BlobStore.for_state(state), keyring=Keyring.for_state(state), git=None
+    )
+    if not report.ok:
+        raise ReleaseRefused(
+            f"{project} {version} does not verify, so it is not deployed: "
+            + "; ".join(str(p) for p in report.problems[:3]),
+            hint=f"see 'shipyard verify {version}'",
+        )
+    return record

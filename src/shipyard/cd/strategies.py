@@ -1,0 +1,202 @@
+"""Deployment strategies: recreate and blue-green, as resumable steps over a target.
+
+A strategy reads and writes the deployment's progress after every step, so a driver that
+takes over after a crash continues where the last one stopped. Between steps it calls the
+checkpoint, where a requested pause or abort takes effect. Canary and rolling plug in here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from shipyard.cd.deployments import EnvironmentState
+from shipyard.cd.settings import DeploySettings
+from shipyard.cd.targets import InstanceRef, Release, Target
+
+
+@dataclass
+class StepContext:
+    """What a strategy works with: the deployment's settings, release, target and progress."""
+
+    deployment_id: int
+    settings: DeploySettings
+    release: Release
+    target: Target
+    before: EnvironmentState
+    progress: MutableMapping[str, Any]
+    save: Callable[[Mapping[str, Any]], None]
+    checkpoint: Callable[[], None]
+    previous_settings: DeploySettings | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def done(self, step: str, **values: Any) -> None:
+        """Record that ``step`` is done (with what it produced) before going on."""
+        self.progress.update(values)
+        self.progress.setdefault("steps", [])
+        if step not in self.progress["steps"]:
+            self.progress["steps"] = [*self.progress["steps"], step]
+        self.save(self.progress)
+
+    def did(self, step: str) -> bool:
+        """Whether ``step`` was done already (by this driver or one before it)."""
+        return step in self.progress.get("steps", [])
+
+    def instances(self, key: str) -> list[InstanceRef]:
+        """Instances recorded in the progress under ``key``."""
+        return [InstanceRef.from_json(item) for item in self.progress.get(key, [])]
+
+    def active_instances(self) -> list[InstanceRef]:
+        """The instances of the version the environment ran when the deployment began."""
+        return [InstanceRef.from_json(i) for i in self.before.instances.get("active", [])]
+
+    def warm_instances(self) -> list[InstanceRef]:
+        """The instances of the version kept warm when the deployment began."""
+        return [InstanceRef.from_json(i) for i in self.before.instances.get("warm", [])]
+
+
+class Strategy(ABC):
+    """How a new version replaces the running one."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def deploy(self, ctx: StepContext) -> EnvironmentState:
+        """Bring the new version in; return what the environment runs afterwards."""
+
+    @abstractmethod
+    def undo(self, ctx: StepContext) -> None:
+        """Put back what the environment ran before (after a failure or an abort)."""
+
+
+def _new_instances(ctx: StepContext) -> list[InstanceRef]:
+    if not ctx.did("prepared"):
+        root = ctx.target.prepare(ctx.release, ctx.settings)
+        ctx.done("prepared", root=str(root))
+    ctx.checkpoint()
+    if not ctx.did("started"):
+        started = ctx.target.start(
+            ctx.release, ctx.settings, Path(ctx.progress["root"]), f"d{ctx.deployment_id}"
+        )
+        ctx.done("started", new=[i.as_json() for i in started])
+    ctx.checkpoint()
+    instances = ctx.instances("new")
+    if not ctx.did("healthy"):
+        ctx.target.wait_healthy(instances, ctx.settings)
+        ctx.done("healthy")
+    return instances
+
+
+class BlueGreen(Strategy):
+    """New beside old, health-checked, optionally previewed, then all traffic at once."""
+
+    name = "blue_green"
+
+    def deploy(self, ctx: StepContext) -> EnvironmentState:
+        """Start, check, preview, switch; keep the old version warm for the window."""
+        new = _new_instances(ctx)
+        old_version, old = ctx.before.active_version, ctx.active_instances()
+        ctx.checkpoint()
+        if ctx.settings.preview and not ctx.did("previewed"):
+            weights = {ctx.release.version: (0, new)}
+            if old_version and old and old_version != ctx.release.version:
+                weights[old_version] = (100, old)
+            else:
+                weights = {ctx.release.version: (100, new)}
+            ctx.done("previewed", address=ctx.target.route(ctx.settings, weights))
+            ctx.checkpoint()
+        if not ctx.did("switched"):
+            weights = {ctx.release.version: (100, new)}
+            if old_version and old and old_version != ctx.release.version:
+                weights[old_version] = (0, old)
+            address = ctx.target.route(ctx.settings, weights)
+            ctx.done("switched", address=address)
+        # A version warm before this deployment is older than the one now kept warm: stop it.
+        if ctx.before.warm_version and not ctx.did("retired"):
+            ctx.target.stop(ctx.warm_instances())
+            ctx.done("retired")
+        now = datetime.now(UTC)
+        keeps_old = bool(old_version and old and old_version != ctx.release.version)
+        if old_version == ctx.release.version and old:
+            ctx.target.stop(old)  # the same version deployed again: the new copies replace it
+        return EnvironmentState(
+            project=ctx.settings.project,
+            environment=ctx.settings.environment,
+            active_version=ctx.release.version,
+            active_deployment=ctx.deployment_id,
+            warm_version=old_version if keeps_old else None,
+            warm_deployment=ctx.before.active_deployment if keeps_old else None,
+            warm_until=now + timedelta(seconds=ctx.settings.rollback_window_s)
+            if keeps_old
+            else None,
+            instances={
+                "active": [i.as_json() for i in new],
+                "warm": [i.as_json() for i in old] if keeps_old else [],
+            },
+            router={"address": ctx.progress.get("address")},
+            since=now,
+        )
+
+    def undo(self, ctx: StepContext) -> None:
+        """Traffic back to the old version (if it was switched), new instances stopped."""
+        old_version, old = ctx.before.active_version, ctx.active_instances()
+        if (ctx.did("previewed") or ctx.did("switched")) and old_version and old:
+            ctx.target.route(ctx.settings, {old_version: (100, old)})
+        ctx.target.stop(ctx.instances("new"))
+
+
+class Recreate(Strategy):
+    """Stop the old version, then start the new one: simple, with a short outage."""
+
+    name = "recreate"
+
+    def deploy(self, ctx: StepContext) -> EnvironmentState:
+        """Stop the old instances, start and check the new ones, route all traffic to them."""
+        if not ctx.did("prepared"):
+            root = ctx.target.prepare(ctx.release, ctx.settings)
+            ctx.done("prepared", root=str(root))
+        ctx.checkpoint()
+        if not ctx.did("stopped_old"):
+            ctx.target.stop([*ctx.active_instances(), *ctx.warm_instances()])
+            ctx.done("stopped_old")
+        new = _new_instances(ctx)
+        address = ctx.target.route(ctx.settings, {ctx.release.version: (100, new)})
+        ctx.done("switched", address=address)
+        now = datetime.now(UTC)
+        return EnvironmentState(
+            project=ctx.settings.project,
+            environment=ctx.settings.environment,
+            active_version=ctx.release.version,
+            active_deployment=ctx.deployment_id,
+            warm_version=None,
+            warm_deployment=None,
+            warm_until=None,
+            instances={"active": [i.as_json() for i in new], "warm": []},
+            router={"address": address},
+            since=now,
+        )
+
+    def undo(self, ctx: StepContext) -> None:
+        """Stop the new instances and bring the old version back, as it was."""
+        ctx.target.stop(ctx.instances("new"))
+        old_version = ctx.before.active_version
+        if not (ctx.did("stopped_old") and old_version and ctx.previous_settings):
+            return
+        bundle = ctx.progress.get("previous_bundle")
+        if not bundle:
+            return
+        release = Release(ctx.settings.project, old_version, str(bundle))
+        root = ctx.target.prepare(release, ctx.previous_settings)
+        back = ctx.target.start(release, ctx.previous_settings, root, f"d{ctx.deployment_id}r")
+        ctx.target.wait_healthy(back, ctx.previous_settings)
+        ctx.target.route(ctx.previous_settings, {old_version: (100, back)})
+        ctx.progress["restored"] = [i.as_json() for i in back]
+        ctx.save(ctx.progress)
+
+
+STRATEGIES: dict[str, type[Strategy]] = {"blue_green": BlueGreen, "recreate": Recreate}
+"""Strategies by the name ``environments.<name>.strategy`` uses."""

@@ -1,0 +1,84 @@
+"""The target interface: where a release runs and how its traffic is steered.
+
+A strategy talks only to this interface; the local target (processes on this host behind
+Shipyard's router) is the one adapter today. Targets record nothing in the store.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shipyard.cd.settings import DeploySettings
+from shipyard.core.errors import CheckFailed, HostError
+
+
+class TargetError(HostError):
+    """A target could not do what was asked (start a process, reach the router)."""
+
+
+class InstanceUnhealthy(CheckFailed):
+    """New instances did not become healthy in time (or exited): the deployment fails."""
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """One running instance of a version: its process name and where it listens."""
+
+    name: str
+    version: str
+    host: str
+    port: int
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready form (kept in the deployment's progress and the environment's state)."""
+        return {"name": self.name, "version": self.version, "host": self.host, "port": self.port}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InstanceRef:
+        """Read an instance written by ``as_json``."""
+        return cls(str(data["name"]), str(data["version"]), str(data["host"]), int(data["port"]))
+
+
+@dataclass(frozen=True)
+class Release:
+    """The release a target runs: its version and the verified bundle to unpack."""
+
+    project: str
+    version: str
+    bundle: str
+
+
+class Target(ABC):
+    """Runs instances of a release and routes traffic between versions."""
+
+    @abstractmethod
+    def prepare(self, release: Release, settings: DeploySettings) -> Path:
+        """Unpack the release and run its setup once; returns where the service runs from."""
+
+    @abstractmethod
+    def start(
+        self, release: Release, settings: DeploySettings, root: Path, tag: str
+    ) -> list[InstanceRef]:
+        """Start ``settings.instances`` instances; ``tag`` keeps their names unique."""
+
+    @abstractmethod
+    def wait_healthy(self, instances: Sequence[InstanceRef], settings: DeploySettings) -> None:
+        """Return when every instance answers its health check; raise InstanceUnhealthy."""
+
+    @abstractmethod
+    def alive(self, instances: Sequence[InstanceRef], settings: DeploySettings) -> bool:
+        """Whether every instance runs and answers its health check now (one quick look)."""
+
+    @abstractmethod
+    def stop(self, instances: Sequence[InstanceRef]) -> None:
+        """Stop instances with the service's stop signal and grace period."""
+
+    @abstractmethod
+    def route(
+        self, settings: DeploySettings, weights: Mapping[str, tuple[int, Sequence[InstanceRef]]]
+    ) -> str:
+        """Send traffic by weight (summing to 100) to versions; returns the public address."""

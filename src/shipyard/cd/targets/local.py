@@ -1,0 +1,331 @@
+"""The local target: the release unpacked under the state directory, instances and the router
+as processes of this host under the state directory's supervisor.
+
+It runs exactly the release: the verified bundle, ``service.setup`` once per bundle,
+``service.command`` per instance on a free port. Secrets reach instances through the
+supervisor's owner-only environment files, never through a configuration file or a log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from shipyard.cd.router.client import RouterClient
+from shipyard.cd.router.errors import RouterError
+from shipyard.cd.router.routes import Instance, RouteTable, Version
+from shipyard.cd.settings import DeploySettings
+from shipyard.cd.supervisor import ProgramSpec, Supervisor, SupervisorError
+from shipyard.cd.targets.interface import (
+    InstanceRef,
+    InstanceUnhealthy,
+    Release,
+    Target,
+    TargetError,
+)
+from shipyard.core.blobs import BlobStore
+from shipyard.core.secrets import load_secrets
+from shipyard.core.state import StateDir
+
+_SAFE = re.compile(r"[^a-z0-9_.-]+")
+_READY = ".shipyard-ready"
+_SETUP_TIMEOUT_S = 1800.0
+_ROUTER_START_S = 15.0
+_FAILED_STATES = frozenset({"FATAL", "BACKOFF", "EXITED", "STOPPED"})
+_LOG_TAIL = 20
+
+
+class SetupFailed(InstanceUnhealthy):
+    """``service.setup`` failed for a release: nothing was started."""
+
+
+class LocalTarget(Target):
+    """Processes on this host, supervised, behind the environment's router."""
+
+    def __init__(self, state: StateDir, *, environ: Mapping[str, str] | None = None) -> None:
+        self.state = state
+        self.environ = dict(os.environ if environ is None else environ)
+        self.blobs = BlobStore.for_state(state)
+        self.supervisor = Supervisor.for_state(state)
+
+    def prepare(self, release: Release, settings: DeploySettings) -> Path:
+        """Unpack the bundle once (verified) and run ``service.setup`` in it once."""
+        # One folder per bundle and setup command: a changed setup runs again, on a fresh copy.
+        setup = hashlib.sha256((settings.setup or "").encode()).hexdigest()[:8]
+        bundle_id = release.bundle.split(":")[-1][:12]
+        folder = (
+            self.state.root
+            / "deploy"
+            / "releases"
+            / name_part(f"{release.project}-{release.version}-{bundle_id}-{setup}")
+        )
+        root = folder / f"{release.project}-{release.version}"
+        service_root = root / settings.project_dir if settings.project_dir else root
+        if (folder / _READY).exists():
+            return service_root
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        archive = folder / "bundle.tar.gz"
+        self.blobs.copy_to(release.bundle, archive)
+        with tarfile.open(archive, "r:gz") as bundle:
+            bundle.extractall(folder, filter="data")
+        archive.unlink()
+        if settings.setup:
+            self._setup(release, settings, service_root, folder)
+        (folder / _READY).write_text(release.bundle + "\n")
+        return service_root
+
+    def _setup(self, release: Release, settings: DeploySettings, cwd: Path, folder: Path) -> None:
+        log = self.state.logs / "setup" / f"{name_part(release.project)}-{release.version}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        assert settings.setup is not None
+        with log.open("wb") as handle:
+            try:
+                result = subprocess.run(
+                    ["/bin/sh", "-c", settings.setup],
+                    cwd=cwd,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    env=self._base_env(release, settings),
+                    timeout=_SETUP_TIMEOUT_S,
+                    check=False,
+                    stdin=subprocess.DEVNULL,
+                )
+                code = result.returncode
+            except subprocess.TimeoutExpired:
+                code = -1
+        if code != 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise SetupFailed(
+                f"service.setup failed for {release.version} (exit {code}): "
+                f"{_tail(log) or 'no output'}",
+                hint=f"the whole output is in {log}; nothing was started",
+            )
+
+    def start(
+        self, release: Release, settings: DeploySettings, root: Path, tag: str
+    ) -> list[InstanceRef]:
+        """Start the instances under the supervisor, each on a free port of this host."""
+        secrets = {
+            name: value.reveal()
+            for name, value in load_secrets(
+                list(settings.secrets),
+                environ=self.environ,
+                secrets_file=self.state.root / "secrets",
+            ).items()
+        }
+        base = self._base_env(release, settings)
+        started: list[InstanceRef] = []
+        try:
+            self.supervisor.ensure_running()
+            for index in range(settings.instances):
+                port = free_port()
+                name = name_part(f"{settings.project}.{settings.environment}.{tag}.{index}")
+                command = settings.command.replace("{port}", str(port))
+                self.supervisor.add(
+                    ProgramSpec(
+                        name=name,
+                        argv=("/bin/sh", "-c", f"exec {command}"),
+                        cwd=root,
+                        env={**base, "PORT": str(port), "SHIPYARD_INSTANCE": str(index)},
+                        secret_env=secrets,
+                        stop_signal=signal.Signals[f"SIG{settings.stop_signal}"],
+                        stop_grace_s=math.ceil(settings.stop_grace_s),
+                        autorestart=True,
+                        start_secs=1,
+                    )
+                )
+                started.append(InstanceRef(name, release.version, "127.0.0.1", port))
+        except SupervisorError as error:
+            self.stop(started)
+            raise TargetError(
+                f"cannot start {release.version}: {error.message}", hint=error.hint
+            ) from error
+        return started
+
+    def wait_healthy(self, instances: Sequence[InstanceRef], settings: DeploySettings) -> None:
+        """Poll every instance's health path until 2xx; stop early if one exits."""
+        deadline = time.monotonic() + settings.health_timeout_s
+        waiting = list(instances)
+        while waiting:
+            for instance in list(waiting):
+                problem = self._exited(instance)
+                if problem:
+                    raise InstanceUnhealthy(
+                        problem,
+                        hint="the service exited; see "
+                        f"'shipyard service logs --env {settings.environment}'",
+                    )
+                if _healthy(instance, settings.health_path):
+                    waiting.remove(instance)
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                names = ", ".join(f"{i.name} (port {i.port})" for i in waiting)
+                raise InstanceUnhealthy(
+                    f"{names} did not answer {settings.health_path} with 2xx within "
+                    f"{settings.health_timeout_s:g}s",
+                    hint=f"see 'shipyard service logs --env {settings.environment}'",
+                )
+            time.sleep(settings.health_interval_s)
+
+    def alive(self, instances: Sequence[InstanceRef], settings: DeploySettings) -> bool:
+        """Whether every instance runs and answers its health check now."""
+        return bool(instances) and all(
+            not self._exited(i) and _healthy(i, settings.health_path) for i in instances
+        )
+
+    def stop(self, instances: Sequence[InstanceRef]) -> None:
+        """Stop instances (stop signal, grace period, then the whole group is killed)."""
+        for instance in instances:
+            try:
+                self.supervisor.remove(instance.name)
+            except SupervisorError:
+                continue  # already gone: nothing to stop
+
+    def route(
+        self, settings: DeploySettings, weights: Mapping[str, tuple[int, Sequence[InstanceRef]]]
+    ) -> str:
+        """Make sure the router runs, then give it the new table atomically."""
+        client = self.router(settings)
+        table = RouteTable(
+            versions=tuple(
+                Version(
+                    name=version,
+                    weight=weight,
+                    instances=tuple(Instance(i.host, i.port) for i in refs),
+                )
+                for version, (weight, refs) in sorted(weights.items())
+            )
+        )
+        try:
+            client.set_routes(table)
+        except RouterError as error:
+            raise TargetError(
+                f"the router of {settings.environment} refused the routes: {error.message}",
+                hint=error.hint,
+            ) from error
+        health = client.health()
+        return f"http://{health.public_host}:{health.public_port}"
+
+    def router(self, settings: DeploySettings) -> RouterClient:
+        """The client of the environment's router, started under the supervisor if needed."""
+        name = name_part(f"router.{settings.router_key}")
+        try:
+            client = RouterClient.for_environment(self.state.root, settings.router_key)
+            client.health()
+            return client
+        except RouterError:
+            pass
+        port = settings.router_port or free_port()
+        self.supervisor.ensure_running()
+        self.supervisor.add(
+            ProgramSpec(
+                name=name,
+                argv=(
+                    sys.executable,
+                    "-m",
+                    "shipyard.cd.router",
+                    "--env",
+                    settings.router_key,
+                    "--port",
+                    str(port),
+                    "--host",
+                    settings.router_host,
+                    "--state-dir",
+                    str(self.state.root),
+                ),
+                cwd=self.state.root,
+                env={
+                    k: v
+                    for k, v in self.environ.items()
+                    if k in ("PATH", "HOME", "LANG", "PYTHONPATH")
+                },
+                secret_env={},
+                stop_signal=signal.SIGTERM,
+                stop_grace_s=10,
+                autorestart=True,
+                start_secs=1,
+            )
+        )
+        deadline = time.monotonic() + _ROUTER_START_S
+        while True:
+            try:
+                client = RouterClient.for_environment(self.state.root, settings.router_key)
+                client.health()
+                return client
+            except RouterError as error:
+                if time.monotonic() > deadline:
+                    raise TargetError(
+                        f"the router of {settings.environment} did not start: {error.message}",
+                        hint=f"is port {port} free? see its log: {self.supervisor.log_path(name)}",
+                    ) from error
+                time.sleep(0.1)
+
+    def _exited(self, instance: InstanceRef) -> str | None:
+        try:
+            status = self.supervisor.status(instance.name)
+        except SupervisorError:
+            return f"{instance.name} is not running"
+        if status.state in _FAILED_STATES:
+            tail = _tail(self.supervisor.log_path(instance.name, "stderr")) or _tail(
+                self.supervisor.log_path(instance.name)
+            )
+            return f"{instance.name} {status.state.lower()}" + (f": {tail}" if tail else "")
+        return None
+
+    def _base_env(self, release: Release, settings: DeploySettings) -> dict[str, str]:
+        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR")
+        env = {key: self.environ[key] for key in keep if key in self.environ}
+        env.update(settings.env)
+        env.update(
+            {
+                "SHIPYARD_PROJECT": settings.project,
+                "SHIPYARD_ENV": settings.environment,
+                "SHIPYARD_VERSION": release.version,
+            }
+        )
+        return env
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def name_part(text: str) -> str:
+    """A name the supervisor and file systems accept: ``[a-z0-9_.-]``."""
+    return _SAFE.sub("-", text.lower()).strip("-.") or "x"
+
+
+def _healthy(instance: InstanceRef, path: str) -> bool:
+    try:
+        with urllib.request.urlopen(
+            f"http://{instance.host}:{instance.port}{path}", timeout=2
+        ) as response:
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(lines[-_LOG_TAIL:])[-1500:]

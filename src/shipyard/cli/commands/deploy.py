@@ -1,0 +1,335 @@
+"""``shipyard deploy``, ``rollback``, ``status``, ``deployments`` and ``service logs``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shipyard.cd import deployments
+from shipyard.cd.controller import Controller, driver_alive
+from shipyard.cd.delivery import (
+    request_deploy,
+    retire_expired,
+    rollback_target,
+    settings_of_version,
+    warm_switch,
+)
+from shipyard.cd.settings import settings_for
+from shipyard.cd.targets import InstanceRef
+from shipyard.cd.targets.local import LocalTarget
+from shipyard.cli.context import Context
+from shipyard.cli.options import FileOption, JsonOption
+from shipyard.cli.output import Output
+from shipyard.core.config import ShipyardConfig, find_config, load_config
+from shipyard.core.errors import ShipyardError
+from shipyard.core.process import spawn_detached
+
+deployments_app = typer.Typer(
+    help="Deployments: list, show, pause, resume, abort.", no_args_is_help=True
+)
+service_app = typer.Typer(help="The deployed service's processes: logs.", no_args_is_help=True)
+
+EnvOption = Annotated[
+    str, typer.Option("--env", "-e", metavar="ENV", help="The environment (from shipyard.yaml).")
+]
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait", help="Drive the deployment here (default), or in the background."
+    ),
+]
+
+
+def _config(file: Path | None, ctx: Context) -> tuple[ShipyardConfig, str]:
+    path = (file or find_config(ctx.cwd, stop=ctx.state.repo_root)).resolve()
+    config = load_config(path)
+    root = ctx.state.repo_root
+    project_dir = ""
+    if root is not None:
+        relative = path.parent.relative_to(root.resolve()).as_posix()
+        project_dir = "" if relative == "." else relative
+    return config, project_dir
+
+
+def _controller(ctx: Context, out: Output) -> Controller:
+    return Controller(
+        store=ctx.store,
+        target_for=lambda _s: LocalTarget(ctx.state),
+        actor=ctx.actor,
+        on_event=lambda text: out.line(f"  {text}"),
+    )
+
+
+def deploy(
+    version: Annotated[str, typer.Argument(metavar="VERSION", help="A released version.")],
+    env: EnvOption,
+    wait: WaitOption = True,
+    file: FileOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Deploy a release to an environment with its strategy (recreate or blue-green)."""
+    out = Output(json_mode=json_)
+    ctx = Context()
+    config, project_dir = _config(file, ctx)
+    settings = settings_for(config, env, project_dir=project_dir)
+    retire_expired(ctx.store, config.project, settings, LocalTarget(ctx.state))
+    created = request_deploy(ctx.store, ctx.state, settings, version, actor=ctx.actor)
+    _drive_or_detach(ctx, out, created, wait)
+
+
+def rollback(
+    env: EnvOption,
+    to: Annotated[
+        str | None, typer.Option("--to", metavar="VERSION", help="Go back to this release.")
+    ] = None,
+    wait: WaitOption = True,
+    file: FileOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Go back to the previous version: at once while it is warm, else by deploying it."""
+    out = Output(json_mode=json_)
+    ctx = Context()
+    config, project_dir = _config(file, ctx)
+    current = settings_for(config, env, project_dir=project_dir)
+    state, version = rollback_target(ctx.store, config.project, env, to)
+    target = LocalTarget(ctx.state)
+    if version == state.warm_version:
+        warm_settings = settings_of_version(ctx.store, config.project, env, version) or current
+        switched = warm_switch(ctx.store, ctx.state, target, state, warm_settings, actor=ctx.actor)
+        if switched is not None:
+            if json_:
+                out.json(switched.as_json())
+            else:
+                out.success(
+                    f"{env} serves {version} again (deployment {switched.id}); "
+                    f"{state.active_version} is kept warm"
+                )
+            return
+    settings = settings_of_version(ctx.store, config.project, env, version) or current
+    created = request_deploy(
+        ctx.store, ctx.state, settings, version, actor=ctx.actor, kind="rollback"
+    )
+    _drive_or_detach(ctx, out, created, wait)
+
+
+def _drive_or_detach(
+    ctx: Context, out: Output, created: deployments.Deployment, wait: bool
+) -> None:
+    if not wait:
+        log = ctx.state.logs / "deployments" / f"{created.id}.log"
+        pid = spawn_detached(
+            [sys.executable, "-m", "shipyard", "deployments", "drive", str(created.id)],
+            cwd=ctx.cwd,
+            log_path=log,
+        )
+        if out.json_mode:
+            out.json({**created.as_json(), "driver_pid": pid, "driver_log": str(log)})
+        else:
+            out.success(
+                f"deployment {created.id} of {created.version} to "
+                f"{created.environment} started in the background (log: {log})"
+            )
+        return
+    if not out.json_mode:
+        out.line(
+            f"deployment {created.id}: {created.version} to {created.environment} "
+            f"({created.strategy})"
+        )
+    finished = _controller(ctx, out).drive(created.id)
+    if out.json_mode:
+        out.json(finished.as_json())
+    else:
+        out.success(f"deployment {finished.id} {finished.status}")
+
+
+def status(
+    env: Annotated[str | None, typer.Option("--env", "-e", metavar="ENV")] = None,
+    file: FileOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """What each environment runs: versions, weights, health, since when, router address."""
+    out = Output(json_mode=json_)
+    ctx = Context()
+    config, project_dir = _config(file, ctx)
+    names = [env] if env else list(config.environments)
+    target = LocalTarget(ctx.state)
+    report = []
+    for name in names:
+        settings = settings_for(config, name, project_dir=project_dir)
+        retire_expired(ctx.store, config.project, settings, target)
+        state = deployments.environment(ctx.store, config.project, name)
+        weights: dict[str, int] = {}
+        healthy: dict[str, bool] = {}
+        try:
+            routes = target.router(settings).routes() if state.active_version else None
+        except ShipyardError:  # a router that is down is shown as such
+            routes = None
+        if routes is not None:
+            weights = {v.name: v.weight for v in routes.table.versions}
+        for key in ("active", "warm"):
+            refs = [InstanceRef.from_json(i) for i in state.instances.get(key, [])]
+            if refs:
+                healthy[refs[0].version] = target.alive(refs, settings)
+        running = [
+            d
+            for d in deployments.for_environment(ctx.store, config.project, name, limit=5)
+            if not d.finished
+        ]
+        report.append(
+            {
+                **state.as_json(),
+                "weights": weights,
+                "healthy": healthy,
+                "in_progress": [d.as_json() for d in running],
+            }
+        )
+    if json_:
+        out.json(report)
+        return
+    for item in report:
+        out.line(
+            f"{item['environment']}: {item['active_version'] or 'nothing deployed'}"
+            f"  (router {item['router'].get('address') or '-'})"
+        )
+        for version, weight in sorted(item["weights"].items()):
+            health = item["healthy"].get(version)
+            out.line(
+                f"  {version:<20} {weight:>3}%  "
+                f"{'healthy' if health else 'unhealthy' if health is False else ''}"
+            )
+        if item["warm_version"]:
+            out.line(f"  warm until {item['warm_until']}: {item['warm_version']}")
+        for running in item["in_progress"]:
+            out.line(f"  deployment {running['id']} {running['status']}: {running['version']}")
+
+
+@deployments_app.command("list")
+def list_deployments(
+    env: Annotated[str | None, typer.Option("--env", "-e")] = None,
+    file: FileOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Deployments, newest first."""
+    out = Output(json_mode=json_)
+    ctx = Context()
+    config, _ = _config(file, ctx)
+    found = deployments.for_environment(ctx.store, config.project, env)
+    if json_:
+        out.json([d.as_json() for d in found])
+        return
+    out.table(
+        ["id", "env", "version", "kind", "strategy", "status", "by", "message"],
+        [
+            [d.id, d.environment, d.version, d.kind, d.strategy, d.status, d.actor, d.message or ""]
+            for d in found
+        ],
+    )
+
+
+@deployments_app.command("show")
+def show(
+    deployment_id: Annotated[int, typer.Argument(metavar="ID")], json_: JsonOption = False
+) -> None:
+    """One deployment: status, progress, driver."""
+    out = Output(json_mode=json_)
+    found = deployments.get(Context().store, deployment_id)
+    if json_:
+        out.json(found.as_json())
+        return
+    out.table(["", ""], [[k, v] for k, v in found.as_json().items()])
+
+
+def _request(deployment_id: int, action: str, json_: bool) -> None:
+    out = Output(json_mode=json_)
+    ctx = Context()
+    found = deployments.request(ctx.store, deployment_id, action, actor=ctx.actor)
+    if action == "resume" and not driver_alive(found):
+        _drive_or_detach(ctx, out, found, wait=False)  # nobody drives it: start a driver
+        return
+    if json_:
+        out.json(found.as_json())
+    else:
+        out.success(f"{action} requested for deployment {deployment_id}; its driver acts on it")
+
+
+@deployments_app.command("pause")
+def pause(
+    deployment_id: Annotated[int, typer.Argument(metavar="ID")], json_: JsonOption = False
+) -> None:
+    """Ask the driver to pause after the current step."""
+    _request(deployment_id, "pause", json_)
+
+
+@deployments_app.command("resume")
+def resume(
+    deployment_id: Annotated[int, typer.Argument(metavar="ID")], json_: JsonOption = False
+) -> None:
+    """Continue a paused deployment, or one whose driver died, from its stored state."""
+    _request(deployment_id, "resume", json_)
+
+
+@deployments_app.command("abort")
+def abort(
+    deployment_id: Annotated[int, typer.Argument(metavar="ID")], json_: JsonOption = False
+) -> None:
+    """Ask the driver to stop and put the previous version back."""
+    _request(deployment_id, "abort", json_)
+
+
+@deployments_app.command("drive", hidden=True)
+def drive(
+    deployment_id: Annotated[int, typer.Argument(metavar="ID")], json_: JsonOption = False
+) -> None:
+    """Drive a deployment in this process (what --no-wait starts in the background)."""
+    out = Output(json_mode=json_)
+    ctx = Context()
+    finished = _controller(ctx, out).drive(deployment_id)
+    if json_:
+        out.json(finished.as_json())
+
+
+@service_app.command("logs")
+def logs(
+    env: EnvOption,
+    version: Annotated[str | None, typer.Option(metavar="VERSION")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+    file: FileOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """The output of the service's instances in an environment (rotated log files)."""
+    out = Output(json_mode=json_)
+    ctx = Context()
+    config, _ = _config(file, ctx)
+    state = deployments.environment(ctx.store, config.project, env)
+    target = LocalTarget(ctx.state)
+    refs = [
+        InstanceRef.from_json(i) for key in ("active", "warm") for i in state.instances.get(key, [])
+    ]
+    if version:
+        refs = [r for r in refs if r.version == version]
+    paths = [target.supervisor.log_path(r.name) for r in refs]
+    offsets = dict.fromkeys(paths, 0)
+    collected: list[dict[str, str]] = []
+    while True:
+        for path in paths:
+            if not path.exists():
+                continue
+            with path.open("rb") as handle:
+                handle.seek(offsets[path])
+                data = handle.read()
+                offsets[path] = handle.tell()
+            for line in data.decode(errors="replace").splitlines():
+                if json_:
+                    collected.append({"instance": path.stem, "line": line})
+                else:
+                    out.stdout.write(f"[{path.stem}] {line}\n")
+        out.stdout.flush()
+        if not follow:
+            break
+        time.sleep(0.5)
+    if json_:
+        out.json(collected)

@@ -1,0 +1,167 @@
+"""The ``service`` and ``environments`` sections: what runs, and where and how it is deployed.
+
+Validated raw form only; the CD pillar builds its runtime objects from it. It checks the
+command's ``{port}`` placeholder, signal names, strategy shapes and port numbers.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from shipyard.core.config.pipeline import EnvName, Scalar
+from shipyard.core.config.problems import config_value_error, did_you_mean
+from shipyard.core.config.types import Duration, StrictModel
+
+_ENV_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
+
+
+def _check_command(value: str) -> str:
+    if not value.strip():
+        raise config_value_error("the command is empty", hint="write the command that serves")
+    if "{port}" not in value:
+        raise config_value_error(
+            "the command must contain {port}, where Shipyard puts each instance's port",
+            hint="for example: python -m app --port {port}",
+        )
+    return value
+
+
+def _check_signal(value: str) -> str:
+    name = value.upper().removeprefix("SIG")
+    if f"SIG{name}" not in signal.Signals.__members__:
+        raise config_value_error(
+            f"{value!r} is not a signal",
+            hint=did_you_mean(f"SIG{name}", list(signal.Signals.__members__))
+            or "write TERM, INT, QUIT or HUP",
+        )
+    return name
+
+
+def _check_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise config_value_error(f"{value!r} must be a URL path", hint="write /healthz")
+    return value
+
+
+def _check_env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise config_value_error(
+            f"{value!r} is not an environment name",
+            hint="use lower-case letters, digits and '-', starting with a letter (staging)",
+        )
+    return value
+
+
+ServiceCommand = Annotated[str, AfterValidator(_check_command)]
+SignalName = Annotated[str, AfterValidator(_check_signal)]
+UrlPath = Annotated[str, AfterValidator(_check_path)]
+EnvironmentName = Annotated[str, AfterValidator(_check_env_name)]
+
+
+class Health(StrictModel):
+    """How an instance shows it is ready: an HTTP path that answers 2xx."""
+
+    http: UrlPath = "/healthz"
+    timeout: Duration = timedelta(seconds=30)
+    interval: Duration = timedelta(milliseconds=500)
+
+
+class Stop(StrictModel):
+    """How an instance is stopped: a signal, then a grace period before SIGKILL."""
+
+    signal: SignalName = "TERM"
+    grace: Duration = timedelta(seconds=10)
+
+
+class Service(StrictModel):
+    """The ``service`` section: the command that serves, how many, and how to check it."""
+
+    setup: str | None = None
+    command: ServiceCommand
+    health: Health = Field(default_factory=Health)
+    instances: int = Field(default=1, ge=1, le=32)
+    env: dict[EnvName, Scalar] = Field(default_factory=dict)
+    stop: Stop = Field(default_factory=Stop)
+
+
+class BlueGreen(StrictModel):
+    """Start the new version beside the old, switch all traffic at once, keep the old warm."""
+
+    rollback_window: Duration = timedelta(minutes=10)
+    preview: bool = True
+
+
+class Recreate(StrictModel):
+    """Stop the old version, then start the new one (a short outage)."""
+
+
+class Strategy(StrictModel):
+    """Exactly one strategy; more (rolling, canary) plug in beside these."""
+
+    recreate: Recreate | None = None
+    blue_green: BlueGreen | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Strategy:
+        chosen = [name for name in ("recreate", "blue_green") if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            raise config_value_error(
+                "choose exactly one strategy" if chosen else "no strategy is chosen",
+                hint="write strategy: {blue_green: {}} or strategy: {recreate: {}}",
+            )
+        return self
+
+    @property
+    def name(self) -> str:
+        """The chosen strategy's name."""
+        return "recreate" if self.recreate is not None else "blue_green"
+
+
+class Router(StrictModel):
+    """Where the environment's traffic router listens."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    host: str = "127.0.0.1"
+
+
+class Environment(StrictModel):
+    """One environment: where it runs, how it is deployed, its own settings and secrets."""
+
+    target: Literal["local"] = "local"
+    auto: bool = False
+    strategy: Strategy = Field(default_factory=lambda: Strategy(blue_green=BlueGreen()))
+    env: dict[EnvName, Scalar] = Field(default_factory=dict)
+    secrets: list[EnvName] = Field(default_factory=list)
+    router: Router = Field(default_factory=Router)
+    on_busy: Literal["queue", "supersede", "refuse"] = "queue"
+
+
+Environments = dict[EnvironmentName, Environment]
+
+
+def check_environments(environments: Environments, service: Service | None) -> None:
+    """Cross-checks of the ``environments`` section: a service to deploy, distinct ports."""
+    if environments and service is None:
+        first = next(iter(environments))
+        raise config_value_error(
+            "environments need a service section that says what to run",
+            hint="add service: {command: python -m app --port {port}}",
+            at=("environments", first),
+        )
+    taken: dict[int, str] = {}
+    for name, environment in environments.items():
+        port = environment.router.port
+        if port is None:
+            continue
+        if port in taken:
+            raise config_value_error(
+                f"router port {port} is used by {taken[port]!r} too",
+                hint="give each environment its own router port",
+                at=("environments", name, "router", "port"),
+            )
+        taken[port] = name

@@ -1,0 +1,395 @@
+"""Deployments end to end: the example service, released, deployed with real processes under
+the supervisor, behind the real router, checked with real HTTP requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from shipyard.cd.supervisor import Supervisor
+from shipyard.core import state as state_dir
+from support import CliResult, git, run_cli
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webapp"
+
+CONFIG = """project: webapp
+release:
+  version_files: [VERSION]
+service:
+  command: python3 -m app --port {{port}}
+  instances: 2
+  health: {{http: /healthz, timeout: 15s, interval: 100ms}}
+  stop: {{signal: TERM, grace: 5s}}
+environments:
+  staging:
+    strategy: {{blue_green: {{rollback_window: 10m, preview: true}}}}
+    router: {{port: {staging_port}}}
+  production:
+    strategy: {{recreate: {{}}}}
+{extra}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Site:
+    """A released example service in a repository, and helpers to deploy and ask it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.staging_port = _free_port()
+        self.extra = ""
+
+    def write_config(self, extra: str = "") -> None:
+        self.extra = extra
+        text = CONFIG.format(staging_port=self.staging_port, extra=extra)
+        (self.path / "shipyard.yaml").write_text(text)
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180) -> CliResult:
+        return run_cli(*args, cwd=self.path, env=env, timeout=timeout)
+
+    def release(self, message: str) -> str:
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "--allow-empty", "-m", message)
+        result = self.cli("release", "--json")
+        assert result.code == 0, result.output
+        return str(json.loads(result.stdout)["version"])
+
+    def deploy(self, version: str, env: str = "staging", *extra: str) -> CliResult:
+        return self.cli("deploy", version, "--env", env, "--json", *extra)
+
+    def url(self, env: str = "staging") -> str:
+        status = json.loads(self.cli("status", "--env", env, "--json").stdout)
+        return str(status[0]["router"]["address"])
+
+    def state(self, env: str = "staging") -> dict[str, object]:
+        result = self.cli("status", "--env", env, "--json")
+        assert result.code == 0, result.output
+        value = json.loads(result.stdout)[0]
+        assert isinstance(value, dict)
+        return value
+
+
+def get(url: str, headers: dict[str, str] | None = None, timeout: float = 5) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - our http URL
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return int(response.status), response.read().decode().strip()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode().strip()
+
+
+def versions_seen(url: str, count: int = 40) -> Counter[str]:
+    return Counter(get(url)[1] for _ in range(count))
+
+
+@pytest.fixture
+def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    """The example service in a repository with a signing key and two releases."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("SHIPYARD_USER", "deployer@example.com")
+    for item in ("app", "VERSION", "pyproject.toml"):
+        source = EXAMPLE / item
+        if source.is_dir():
+            shutil.copytree(source, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, repo / item)
+    site = Site(repo)
+    site.write_config()
+    assert site.cli("keys", "generate").code == 0
+    site.release("feat: the service")
+    try:
+        yield site
+    finally:
+        Supervisor.for_state(state_dir.locate(repo)).shutdown()
+
+
+def test_blue_green_switches_all_traffic_and_rollback_returns_it(site: Site) -> None:
+    first = site.deploy("0.1.0")
+    assert first.code == 0, first.output
+    assert json.loads(first.stdout)["status"] == "succeeded"
+    url = site.url()
+    assert url.endswith(f":{site.staging_port}")
+    assert versions_seen(url) == Counter({"0.1.0": 40})
+    second_version = site.release("feat: a second feature")
+    assert second_version == "0.2.0"
+    second = site.deploy("0.2.0")
+    assert second.code == 0, second.output
+    assert versions_seen(url) == Counter({"0.2.0": 40})
+    state = site.state()
+    assert state["warm_version"] == "0.1.0"
+    assert state["weights"] == {"0.1.0": 0, "0.2.0": 100}
+    assert get(url, {"X-Shipyard-Version": "0.1.0"})[1] == "0.1.0"  # warm, reachable on purpose
+    back = site.cli("rollback", "--env", "staging", "--json")
+    assert back.code == 0, back.output
+    assert json.loads(back.stdout)["kind"] == "rollback"
+    assert versions_seen(url) == Counter({"0.1.0": 40})
+    assert site.state()["warm_version"] == "0.2.0"
+
+
+def test_a_blue_green_switch_under_load_loses_no_request(site: Site) -> None:
+    assert site.deploy("0.1.0").code == 0
+    url = site.url()
+    site.release("feat: two")
+    stop = threading.Event()
+    results: list[tuple[int, str]] = []
+    errors: list[str] = []
+
+    def load() -> None:
+        while not stop.is_set() or len(results) < 5000:
+            try:
+                results.append(get(url, timeout=10))
+            except OSError as error:  # a refused or reset connection is a lost request
+                errors.append(repr(error))
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    deployed = site.deploy("0.2.0")
+    stop.set()
+    for worker in workers:
+        worker.join(timeout=300)
+    assert deployed.code == 0, deployed.output
+    assert errors == []
+    assert len(results) >= 5000
+    assert all(code == 200 for code, _ in results)
+    seen = Counter(body for _, body in results)
+    assert set(seen) <= {"0.1.0", "0.2.0"} and seen["0.2.0"] > 0
+
+
+def test_recreate_replaces_the_version(site: Site) -> None:
+    assert site.deploy("0.1.0", "production").code == 0
+    url = site.url("production")
+    assert versions_seen(url, 10) == Counter({"0.1.0": 10})
+    site.release("fix: a bug")
+    assert site.deploy("0.1.1", "production").code == 0
+    assert versions_seen(url, 10) == Counter({"0.1.1": 10})
+    assert site.state("production")["warm_version"] is None
+
+
+def test_a_version_that_never_gets_healthy_fails_and_the_old_one_serves(site: Site) -> None:
+    assert site.deploy("0.1.0").code == 0
+    url = site.url()
+    site.release("feat: two")
+    site.write_config("")
+    text = (
+        (site.path / "shipyard.yaml")
+        .read_text()
+        .replace("instances: 2", "instances: 2\n  env: {APP_HEALTHY: '0'}")
+        .replace("timeout: 15s", "timeout: 3s")
+    )
+    (site.path / "shipyard.yaml").write_text(text)
+    failed = site.deploy("0.2.0")
+    assert failed.code == 1
+    assert "did not answer /healthz" in json.loads(failed.stdout)["error"]["message"]
+    assert versions_seen(url) == Counter({"0.1.0": 40})
+    listed = json.loads(site.cli("deployments", "list", "--json").stdout)
+    assert listed[0]["status"] == "failed"
+
+
+def _wait(predicate: object, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def _deployments(site: Site) -> list[dict[str, object]]:
+    value = json.loads(site.cli("deployments", "list", "--json").stdout)
+    assert isinstance(value, list)
+    return value
+
+
+def test_a_killed_driver_is_resumed_and_two_drivers_never_both_drive(site: Site) -> None:
+    assert site.deploy("0.1.0").code == 0
+    url = site.url()
+    site.release("feat: two")
+    text = (
+        (site.path / "shipyard.yaml")
+        .read_text()
+        .replace("instances: 2", "instances: 2\n  env: {APP_START_DELAY: '4'}")
+    )
+    (site.path / "shipyard.yaml").write_text(text)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "shipyard", "deploy", "0.2.0", "--env", "staging"],
+        cwd=site.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ),
+    )
+    _wait(
+        lambda: any(
+            d["version"] == "0.2.0" and "started" in (d.get("progress") or {}).get("steps", [])
+            for d in _deployments(site)
+        )
+    )
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    deployment = next(d for d in _deployments(site) if d["version"] == "0.2.0")
+    assert deployment["status"] == "progressing"
+    assert versions_seen(url, 10) == Counter({"0.1.0": 10})  # the old one still serves
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "shipyard", "deployments", "drive", str(deployment["id"])],
+            cwd=site.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
+        for _ in range(2)
+    ]
+    outcomes = [racer.communicate(timeout=120) for racer in racers]
+    codes = sorted(racer.returncode for racer in racers)
+    assert codes == [0, 2], outcomes
+    assert any("is driven by" in err for _, err in outcomes)
+    assert (
+        next(d for d in _deployments(site) if d["id"] == deployment["id"])["status"] == "succeeded"
+    )
+    assert versions_seen(url, 10) == Counter({"0.2.0": 10})
+
+
+def test_a_resume_after_a_crash_finishes_the_deployment(site: Site) -> None:
+    site.release("feat: two")
+    text = (
+        (site.path / "shipyard.yaml")
+        .read_text()
+        .replace("instances: 2", "instances: 2\n  env: {APP_START_DELAY: '3'}")
+    )
+    (site.path / "shipyard.yaml").write_text(text)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "shipyard", "deploy", "0.2.0", "--env", "production"],
+        cwd=site.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ),
+    )
+    _wait(
+        lambda: any(
+            "started" in (d.get("progress") or {}).get("steps", []) for d in _deployments(site)
+        )
+    )
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    deployment = _deployments(site)[0]
+    resumed = site.cli("deployments", "resume", str(deployment["id"]), "--json")
+    assert resumed.code == 0, resumed.output
+    _wait(lambda: _deployments(site)[0]["status"] == "succeeded", timeout=90)
+    assert versions_seen(site.url("production"), 10) == Counter({"0.2.0": 10})
+
+
+def _pid_of(name: str, site: Site) -> int:
+    status = Supervisor.for_state(state_dir.locate(site.path)).status(name)
+    assert status.pid is not None
+    return status.pid
+
+
+def test_the_supervisor_repairs_a_killed_router_and_instance(site: Site) -> None:
+    assert site.deploy("0.1.0").code == 0
+    url = site.url()
+    supervisor = Supervisor.for_state(state_dir.locate(site.path))
+    router = next(p.name for p in supervisor.list() if p.name.startswith("router."))
+    old = _pid_of(router, site)
+    os.kill(old, signal.SIGKILL)
+    _wait(
+        lambda: (
+            supervisor.status(router).pid not in (None, old) and supervisor.status(router).running
+        ),
+        timeout=30,
+    )
+    _wait(lambda: _safe_get(url) == "0.1.0", timeout=30)
+    instance = next(p.name for p in supervisor.list() if not p.name.startswith("router."))
+    old = _pid_of(instance, site)
+    os.kill(old, signal.SIGKILL)
+    _wait(
+        lambda: (
+            supervisor.status(instance).pid not in (None, old)
+            and supervisor.status(instance).running
+        ),
+        timeout=30,
+    )
+    assert versions_seen(url, 20) == Counter({"0.1.0": 20})
+
+
+def _safe_get(url: str) -> str | None:
+    try:
+        return get(url, timeout=2)[1]
+    except OSError:
+        return None
+
+
+def test_a_tampered_bundle_is_refused_before_anything_starts(site: Site) -> None:
+    record = json.loads(site.cli("releases", "show", "0.1.0", "--json").stdout)
+    digest = record["bundle"].split(":")[1]
+    blob = site.path / ".shipyard" / "blobs" / "sha256" / digest[:2] / digest
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[-10] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    refused = site.deploy("0.1.0")
+    assert refused.code == 1
+    assert "does not verify" in json.loads(refused.stdout)["error"]["message"]
+    supervisor = Supervisor.for_state(state_dir.locate(site.path))
+    assert not supervisor.is_running() or supervisor.list() == []
+
+
+def test_bad_input_gets_a_clear_error_and_leaves_what_runs(site: Site) -> None:
+    unknown_version = site.deploy("9.9.9")
+    assert unknown_version.code == 2
+    assert "not a release of webapp" in unknown_version.output
+    unknown_env = site.deploy("0.1.0", "nowhere")
+    assert unknown_env.code == 2
+    assert "no environment 'nowhere'" in unknown_env.output
+    assert site.deploy("0.1.0").code == 0
+    url = site.url()
+    site.release("feat: two")
+    for broken, words in (
+        ("command: python3 -c 'import sys; sys.exit(3)' --port {port}", "exited"),
+        ("setup: exit 4\n  command: python3 -m app --port {port}", "service.setup failed"),
+    ):
+        text = CONFIG.format(staging_port=site.staging_port, extra="").replace(
+            "command: python3 -m app --port {port}", broken
+        )
+        (site.path / "shipyard.yaml").write_text(text)
+        failed = site.deploy("0.2.0")
+        assert failed.code in (1, 2), failed.output
+        assert words in failed.output, failed.output
+        assert versions_seen(url, 10) == Counter({"0.1.0": 10})
+
+
+def test_a_router_port_in_use_is_a_clear_error(site: Site) -> None:
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", site.staging_port))
+        holder.listen()
+        failed = site.deploy("0.1.0")
+        assert failed.code in (1, 2)
+        assert str(site.staging_port) in failed.output or "router" in failed.output
+    supervisor = Supervisor.for_state(state_dir.locate(site.path))
+    assert all(p.name.startswith("router.") for p in supervisor.list())  # no instance left
+    leftover = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "app" in (p.info["cmdline"] or []) and "-m" in (p.info["cmdline"] or [])
+    ]
+    assert leftover == []
