@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from shipyard.cd.router.client import RouterClient
@@ -131,11 +132,12 @@ class LocalTarget(Target):
         started: list[InstanceRef] = []
         try:
             self.supervisor.ensure_running()
+            specs = []
             for index in range(settings.instances):
                 port = free_port()
                 name = name_part(f"{settings.project}.{settings.environment}.{tag}.{index}")
                 command = settings.command.replace("{port}", str(port))
-                self.supervisor.add(
+                specs.append(
                     ProgramSpec(
                         name=name,
                         argv=("/bin/sh", "-c", f"exec {command}"),
@@ -149,6 +151,10 @@ class LocalTarget(Target):
                     )
                 )
                 started.append(InstanceRef(name, release.version, "127.0.0.1", port))
+            # Each start waits start_secs to see the process stay up: start them side by side.
+            with ThreadPoolExecutor(max_workers=len(specs)) as pool:
+                for future in [pool.submit(self.supervisor.add, spec) for spec in specs]:
+                    future.result()
         except SupervisorError as error:
             self.stop(started)
             raise TargetError(

@@ -133,9 +133,10 @@ class SecretScanner:
         from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
         from detect_secrets.settings import get_plugins, transient_settings
 
+        classes: list[type[Any]] = list(get_mapping_from_secret_type_to_class().values())
         plugins = [
             {"name": plugin.__name__}
-            for plugin in get_mapping_from_secret_type_to_class().values()
+            for plugin in classes
             if plugin.__name__ not in DISABLED_DETECTORS
         ]
         config = {"plugins_used": plugins, "filters_used": [{"path": p} for p in _FILTERS]}
