@@ -393,3 +393,56 @@ def test_a_router_port_in_use_is_a_clear_error(site: Site) -> None:
         if "app" in (p.info["cmdline"] or []) and "-m" in (p.info["cmdline"] or [])
     ]
     assert leftover == []
+
+
+def test_pause_then_abort_puts_the_old_version_back(site: Site) -> None:
+    assert site.deploy("0.1.0").code == 0
+    url = site.url()
+    site.release("feat: two")
+    text = (
+        (site.path / "shipyard.yaml")
+        .read_text()
+        .replace("instances: 2", "instances: 2\n  env: {APP_START_DELAY: '3'}")
+    )
+    (site.path / "shipyard.yaml").write_text(text)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "shipyard", "deploy", "0.2.0", "--env", "staging"],
+        cwd=site.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    _wait(
+        lambda: any(
+            d["version"] == "0.2.0" and d["status"] == "progressing" for d in _deployments(site)
+        )
+    )
+    deployment = next(d for d in _deployments(site) if d["version"] == "0.2.0")
+    assert site.cli("deployments", "pause", str(deployment["id"])).code == 0
+    driver.communicate(timeout=120)
+    assert driver.returncode == 3  # stopped, waiting for a person
+    assert next(d for d in _deployments(site) if d["id"] == deployment["id"])["status"] == "paused"
+    assert versions_seen(url, 10) == Counter({"0.1.0": 10})
+    aborted = site.cli("deployments", "abort", str(deployment["id"]))
+    assert aborted.code == 0, aborted.output
+    _wait(
+        lambda: (
+            next(d for d in _deployments(site) if d["id"] == deployment["id"])["status"]
+            == "rolled_back"
+        ),
+        timeout=90,
+    )
+    assert versions_seen(url, 10) == Counter({"0.1.0": 10})
+    audit = json.loads(
+        site.cli("audit", "list", "--subject", f"deployment:{deployment['id']}", "--json").stdout
+    )
+    actions = [event["action"] for event in audit]
+    for action in (
+        "deployment.created",
+        "deployment.progressing",
+        "deployment.paused",
+        "deployment.aborted",
+        "deployment.rolled_back",
+    ):
+        assert action in actions

@@ -128,6 +128,15 @@ class Controller:
             return current
         if current.status == "aborted":
             return self._roll_back(current, "aborted earlier")
+        if current.requested_action == "abort":  # asked while nobody drove it
+            deployments.take_request(self.store, current.id)
+            deployments.transition(
+                self.store, current.id, "aborted", actor=self.actor, message="abort requested"
+            )
+            return self._roll_back(
+                deployments.get(self.store, current.id),
+                "aborted; the previous version serves again",
+            )
         if current.status == "pending":
             current = deployments.transition(
                 self.store, current.id, "progressing", actor=self.actor

@@ -252,6 +252,10 @@ def request(store: Store, deployment_id: int, action: str, *, actor: str) -> Dep
             raise DeploymentError(f"deployment {deployment_id} is {current.status} already")
         if action == "resume" and current.status not in ("paused", "progressing", "pending"):
             raise DeploymentError(f"deployment {deployment_id} is {current.status}")
+        if current.requested_action == "abort" and action != "abort":
+            raise DeploymentError(
+                f"an abort of deployment {deployment_id} is under way", hint="wait for it to finish"
+            )
         conn.execute(
             update(deployments)
             .where(deployments.c.id == deployment_id)

@@ -247,7 +247,7 @@ def _request(deployment_id: int, action: str, json_: bool) -> None:
     out = Output(json_mode=json_)
     ctx = Context()
     found = deployments.request(ctx.store, deployment_id, action, actor=ctx.actor)
-    if action == "resume" and not driver_alive(found):
+    if action in ("resume", "abort") and not driver_alive(found):
         _drive_or_detach(ctx, out, found, wait=False)  # nobody drives it: start a driver
         return
     if json_:
