@@ -18,7 +18,7 @@ from shipyard.cd.delivery import (
     settings_of_version,
     warm_switch,
 )
-from shipyard.cd.settings import settings_for
+from shipyard.cd.settings import DeploySettings, settings_for
 from shipyard.cd.targets import InstanceRef
 from shipyard.cd.targets.local import LocalTarget
 from shipyard.cli.context import Context
@@ -55,6 +55,14 @@ def _config(file: Path | None, ctx: Context) -> tuple[ShipyardConfig, str]:
     return config, project_dir
 
 
+def _environment(
+    ctx: Context, file: Path | None, env: str
+) -> tuple[ShipyardConfig, DeploySettings]:
+    """The configuration and the settings of one of its environments."""
+    config, project_dir = _config(file, ctx)
+    return config, settings_for(config, env, project_dir=project_dir)
+
+
 def _controller(ctx: Context, out: Output) -> Controller:
     return Controller(
         store=ctx.store,
@@ -74,8 +82,7 @@ def deploy(
     """Deploy a release to an environment with its strategy (recreate or blue-green)."""
     out = Output(json_mode=json_)
     ctx = Context()
-    config, project_dir = _config(file, ctx)
-    settings = settings_for(config, env, project_dir=project_dir)
+    config, settings = _environment(ctx, file, env)
     retire_expired(ctx.store, config.project, settings, LocalTarget(ctx.state))
     created = request_deploy(ctx.store, ctx.state, settings, version, actor=ctx.actor)
     _drive_or_detach(ctx, out, created, wait)
@@ -93,8 +100,7 @@ def rollback(
     """Go back to the previous version: at once while it is warm, else by deploying it."""
     out = Output(json_mode=json_)
     ctx = Context()
-    config, project_dir = _config(file, ctx)
-    current = settings_for(config, env, project_dir=project_dir)
+    config, current = _environment(ctx, file, env)
     state, version = rollback_target(ctx.store, config.project, env, to)
     target = LocalTarget(ctx.state)
     if version == state.warm_version:
