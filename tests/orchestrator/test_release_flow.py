@@ -207,3 +207,25 @@ def test_a_release_can_be_scanned_again(project: Path) -> None:
     )
     assert "has no release" not in scanned.output
     assert json.loads(scanned.stdout)["release"] == "0.1.0"
+
+
+def test_release_commit_puts_the_version_in_a_commit_of_its_own(project: Path) -> None:
+    (project / "shipyard.yaml").write_text(
+        PIPELINE.replace(
+            'version_files: ["pyproject.toml:project.version"]',
+            'version_files: ["pyproject.toml:project.version"]\n  commit: true',
+        )
+    )
+    git(project, "commit", "-q", "-am", "feat: release commits")
+    result = _release(project)
+    assert result.code == 0, result.output
+    record = json.loads(result.stdout)["release"]
+    head = git(project, "rev-parse", "HEAD").strip()
+    assert record["commit"] == head
+    assert git(project, "log", "-1", "--format=%s").strip() == "chore(release): 0.1.0"
+    assert 'version = "0.1.0"' in (project / "pyproject.toml").read_text()
+    assert "## 0.1.0" in (project / "CHANGELOG.md").read_text()
+    assert git(project, "rev-parse", "v0.1.0^{commit}").strip() == head
+    assert run_cli("verify", "0.1.0", cwd=project).code == 0
+    again = _release(project)
+    assert json.loads(again.stdout)["released"] is False  # the release commit makes no release

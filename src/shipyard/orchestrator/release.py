@@ -143,14 +143,23 @@ def release(
     settings = planning.settings(model.release)
     tag = settings.tag_format.replace("{version}", plan.version)
     _check_unused(store, git, model.project, plan.version, tag, request.tag)
-    run = _passed_run(cwd, state, store, actor, project, plan.version, request, observer)
-    artifacts = _artifacts(store, blobs, run.id) if run else {}
     files = version_file_contents(
         git, project.head, _in_project(settings.version_files, project.project_dir), plan.version
     )
     if settings.changelog:
         path = _join(project.project_dir, settings.changelog)
         files[path] = prepend(_text_at(git, project.head, path), plan.changelog).encode()
+    if settings.commit:
+        if request.run_id is not None:
+            raise ArgumentError(
+                "--run cannot be used with release.commit: the pipeline runs on the release commit",
+                hint="drop --run",
+            )
+        project = replace(project, head=_release_commit(git, cwd, plan.version, files))
+        files = {}  # the version is in the commit itself now
+        base = replace(base, commit=project.head)
+    run = _passed_run(cwd, state, store, actor, project, plan.version, request, observer)
+    artifacts = _artifacts(store, blobs, run.id) if run else {}
     with tempfile.TemporaryDirectory(prefix="shipyard-release-") as tmp:
         folder = Path(tmp)
         draft = publish.Candidate(
@@ -232,6 +241,25 @@ def _project(cwd: Path, request: ReleaseRequest) -> _Project:
     loaded = load_text(content, f"{relative} (in {head[:12]})")
     project_dir = "" if str(relative.parent) == "." else str(relative.parent)
     return _Project(git, loaded, relative, project_dir, head, git.current_branch())
+
+
+RELEASE_COMMIT = "chore(release): {version}"
+
+
+def _release_commit(git: Git, cwd: Path, version: str, files: Mapping[str, bytes]) -> str:
+    """Commit the version files and the changelog; a release commit made before (by a run
+    that was interrupted) is used again rather than made twice."""
+    message = RELEASE_COMMIT.format(version=version)
+    head = git.resolve_commit("HEAD")
+    if git.run("log", "-1", "--format=%s", head).strip() == message:
+        return head
+    top = git.toplevel()
+    for path, data in files.items():
+        (top / path).parent.mkdir(parents=True, exist_ok=True)
+        (top / path).write_bytes(data)
+    git.run("add", "--", *files)
+    git.run("commit", "--quiet", "--message", message)
+    return git.resolve_commit("HEAD")
 
 
 def _check_unused(

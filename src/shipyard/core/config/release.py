@@ -107,3 +107,4 @@ class Release(StrictModel):
     paths: list[str] = Field(default_factory=lambda: ["."])
     version_files: list[VersionFile] = Field(default_factory=list)
     changelog: str | None = "CHANGELOG.md"
+    commit: bool = False
