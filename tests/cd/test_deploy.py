@@ -446,3 +446,21 @@ def test_pause_then_abort_puts_the_old_version_back(site: Site) -> None:
         "deployment.rolled_back",
     ):
         assert action in actions
+
+
+def test_a_release_goes_to_the_auto_environments(site: Site) -> None:
+    text = (
+        (site.path / "shipyard.yaml")
+        .read_text()
+        .replace("  staging:\n", "  staging:\n    auto: true\n")
+    )
+    (site.path / "shipyard.yaml").write_text(text)
+    git(site.path, "commit", "-q", "-am", "feat: deploy releases to staging")
+    released = site.cli("release", "--json")
+    assert released.code == 0, released.output
+    outcome = json.loads(released.stdout)
+    assert [(d["environment"], d["status"]) for d in outcome["deployments"]] == [
+        ("staging", "succeeded")
+    ]
+    assert versions_seen(site.url(), 10) == Counter({outcome["version"]: 10})
+    assert site.state("production")["active_version"] is None  # not auto: untouched

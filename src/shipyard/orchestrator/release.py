@@ -17,6 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from shipyard.cd.controller import Controller
+from shipyard.cd.delivery import request_deploy
+from shipyard.cd.deployments import Deployment
+from shipyard.cd.settings import settings_for
+from shipyard.cd.targets.local import LocalTarget
 from shipyard.ci import runs
 from shipyard.ci.artifacts import load_set
 from shipyard.ci.runner import RunRequest, execute, prepare_run
@@ -53,6 +58,7 @@ class ReleaseRequest:
     push: bool = False
     concurrency: int | None = None
     config_file: Path | None = None
+    deploy: bool = True
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ class ReleaseOutcome:
     run: runs.Run | None = None
     gate_run: GateRun | None = None
     reconciled: tuple[str, ...] = ()
+    deployments: tuple[Deployment, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready form (``released`` false when no commit calls for a release)."""
@@ -85,6 +92,7 @@ class ReleaseOutcome:
             "run": self.run.id if self.run else None,
             "gates": self.gate_run.as_json() if self.gate_run else None,
             "reconciled": list(self.reconciled),
+            "deployments": [d.as_json() for d in self.deployments],
         }
 
 
@@ -215,6 +223,7 @@ def release(
                 f"released {plan.version}, but pushing {tag} failed: {error.message}",
                 hint=f"push it yourself: git push origin {tag}",
             ) from error
+    deployed = _auto_deploy(state, store, actor, project, plan.version) if request.deploy else ()
     return replace(
         base,
         released=True,
@@ -222,6 +231,7 @@ def release(
         record=record,
         run=run,
         gate_run=gate_run,
+        deployments=deployed,
     )
 
 
@@ -260,6 +270,22 @@ def _release_commit(git: Git, cwd: Path, version: str, files: Mapping[str, bytes
     git.run("add", "--", *files)
     git.run("commit", "--quiet", "--message", message)
     return git.resolve_commit("HEAD")
+
+
+def _auto_deploy(
+    state: StateDir, store: Store, actor: str, project: _Project, version: str
+) -> tuple[Deployment, ...]:
+    """Deploy the new release to every environment marked ``auto``, in the order written."""
+    model = project.loaded.model
+    done = []
+    for name, environment in model.environments.items():
+        if not environment.auto:
+            continue
+        settings = settings_for(model, name, project_dir=project.project_dir)
+        created = request_deploy(store, state, settings, version, actor=actor)
+        controller = Controller(store=store, target_for=lambda _s: LocalTarget(state), actor=actor)
+        done.append(controller.drive(created.id))
+    return tuple(done)
 
 
 def _check_unused(

@@ -53,6 +53,9 @@ def release(
         bool, typer.Option("--no-tag", help="Record the release, make no tag.")
     ] = False,
     push: Annotated[bool, typer.Option("--push", help="Push the tag to origin.")] = False,
+    no_deploy: Annotated[
+        bool, typer.Option("--no-deploy", help="Do not deploy to the environments marked auto.")
+    ] = False,
     jobs: Annotated[int | None, typer.Option("-j", "--jobs", min=1)] = None,
     file: FileOption = None,
     json_: JsonOption = False,
@@ -72,6 +75,7 @@ def release(
         push=push,
         concurrency=jobs,
         config_file=file,
+        deploy=not no_deploy,
     )
     outcome = cut_release(
         Path.cwd(),
@@ -104,6 +108,8 @@ def release(
     out.line(f"  signed   by key {record.key_id[:16] if record.key_id else '-'}")
     if outcome.gate_run:
         out.line(f"  gates    {outcome.gate_run.status}")
+    for deployment in outcome.deployments:
+        out.line(f"  deployed to {deployment.environment}: {deployment.status}")
 
 
 def version(
