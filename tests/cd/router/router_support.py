@@ -184,6 +184,15 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/early":
             self._send(413, b"too large", [("Connection", "close")])
             self.close_connection = True
+        elif path == "/trickle":
+            self.send_response(200)
+            self.send_header("Content-Length", "10")
+            self.end_headers()  # the head goes out now; the body a moment later, in two pieces
+            for piece in (b"trick", b"led"):
+                time.sleep(0.05)
+                self.wfile.write(piece)
+            time.sleep(0.05)
+            self.wfile.write(b"!\n")
         elif path == "/healthz":
             self._send(server.health_status, b"health")
         else:
@@ -197,7 +206,8 @@ class UpstreamServer(ThreadingHTTPServer):
     Paths: ``/`` its name; ``/echo`` the request body; ``/headers`` the headers it got;
     ``/chunked`` a chunked body with a trailer; ``/hop`` hop-by-hop response headers;
     ``/reset`` a TCP reset; ``/hold`` waits for the peer to close; ``/slow?seconds=`` sleeps;
-    ``/status?code=`` that status; ``/sink`` counts the body; ``/source?bytes=`` sends that many.
+    ``/status?code=`` that status; ``/sink`` counts the body; ``/source?bytes=`` sends that many;
+    ``/trickle`` sends its head, then its body in pieces.
     """
 
     daemon_threads = True

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import select
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -29,6 +30,18 @@ def routed(
     blue = upstream("blue")
     router.client.set_routes(table({"blue": (100, [blue.address])}))
     return router, blue
+
+
+@pytest.fixture(params=[False, True], ids=["new-upstream-connection", "pooled-upstream-connection"])
+def pooled(request: pytest.FixtureRequest) -> bool:
+    """Whether a request finds a pooled upstream connection (carried in callbacks) or needs a
+    new one (carried in a task): failures must look the same either way."""
+    return bool(request.param)
+
+
+def _warm(router: RouterInThread, pooled: bool) -> None:
+    if pooled:
+        assert router.get("/").status == 200  # leaves an idle connection in the pool
 
 
 def test_request_bodies_arrive_whole_with_a_length_or_chunked(
@@ -159,9 +172,10 @@ def test_upstream_connections_are_reused_across_requests_and_clients(
 
 
 def test_a_client_that_disconnects_cancels_its_upstream_request(
-    routed: tuple[RouterInThread, UpstreamServer],
+    routed: tuple[RouterInThread, UpstreamServer], pooled: bool
 ) -> None:
     router, blue = routed
+    _warm(router, pooled)
     sock = socket.create_connection(("127.0.0.1", router.port), timeout=PATIENCE)
     sock.sendall(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
     assert blue.held.wait(PATIENCE)
@@ -171,23 +185,29 @@ def test_a_client_that_disconnects_cancels_its_upstream_request(
 
 
 def test_an_upstream_reset_is_a_502_and_counted(
-    routed: tuple[RouterInThread, UpstreamServer],
+    routed: tuple[RouterInThread, UpstreamServer], pooled: bool
 ) -> None:
     router, _ = routed
+    _warm(router, pooled)
     connection = router.connection()
+    # On a pooled connection the reset might be a stale keep-alive connection: the GET is
+    # tried once more on a new connection, which is reset too.
     assert request(connection, "GET", "/reset").status == 502
     assert request(connection, "GET", "/").status == 200
     stats = router.client.stats().versions["blue"]
     assert stats.upstream_errors["reset"] == 1
-    assert stats.responses == {"2xx": 1, "3xx": 0, "4xx": 0, "5xx": 1}
+    assert stats.responses == {"2xx": 1 + pooled, "3xx": 0, "4xx": 0, "5xx": 1}
 
 
 def test_a_silent_upstream_is_a_504_and_counted(
-    start_router: Callable[..., RouterInThread], upstream: Callable[[str], UpstreamServer]
+    start_router: Callable[..., RouterInThread],
+    upstream: Callable[[str], UpstreamServer],
+    pooled: bool,
 ) -> None:
     router = start_router(upstream_timeout=0.3, sweep_interval=0.05)
     blue = upstream("blue")
     router.client.set_routes(table({"blue": (100, [blue.address])}))
+    _warm(router, pooled)
     assert router.get("/slow?seconds=3").status == 504
     assert router.client.stats().versions["blue"].upstream_errors["timeout"] == 1
 
@@ -323,3 +343,83 @@ def test_an_absolute_url_target_is_forwarded_as_a_path_with_its_host(
     body = json.loads(answer.partition(b"\r\n\r\n")[2])
     received = {name.lower(): value for name, value in body["headers"]}
     assert received["x-forwarded-host"] == "shop.example"
+
+
+def test_an_answer_arriving_in_pieces_is_relayed_whole_and_the_connection_reused(
+    routed: tuple[RouterInThread, UpstreamServer], pooled: bool
+) -> None:
+    router, blue = routed
+    _warm(router, pooled)
+    connection = router.connection()
+    for _ in range(3):
+        answer = request(connection, "GET", "/trickle")
+        assert (answer.status, answer.body) == (200, b"trickled!\n")
+        assert request(connection, "GET", "/").body == b"blue"
+    assert blue.connections == 1
+
+
+@pytest.fixture
+def forgetful_upstream() -> Iterator[tuple[str, list[int]]]:
+    """An upstream that answers the first request on each connection, then closes the
+    connection when the next request arrives, without answering it (as a keep-alive server
+    does when its idle timeout strikes just then). Yields its address and, per connection,
+    the number of requests it saw."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[int] = []
+
+    def serve(sock: socket.socket) -> None:
+        with sock:
+            index = len(seen)
+            seen.append(0)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(65536)
+            seen[index] += 1
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nforgetful")
+            if sock.recv(65536):
+                seen[index] += 1
+
+    def accept() -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(sock,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}", seen
+    listener.close()
+
+
+def test_a_pooled_connection_closed_by_the_upstream_costs_no_request(
+    router: RouterInThread, forgetful_upstream: tuple[str, list[int]]
+) -> None:
+    address, seen = forgetful_upstream
+    router.client.set_routes(table({"blue": (100, [address])}))
+    connection = router.connection()
+    for _ in range(5):
+        answer = request(connection, "GET", "/")
+        assert (answer.status, answer.body) == (200, b"forgetful")
+    stats = router.client.stats().versions["blue"]
+    assert stats.responses["2xx"] == 5
+    assert stats.upstream_error_count == 0
+    assert wait_for(lambda: sum(seen) == 9)  # each request after the first was sent twice
+    assert seen[1:] and all(count in (1, 2) for count in seen)
+
+
+def test_an_idle_client_connection_is_closed_after_the_keep_alive_timeout(
+    start_router: Callable[..., RouterInThread], upstream: Callable[[str], UpstreamServer]
+) -> None:
+    router = start_router(keepalive_timeout=0.3, sweep_interval=0.05)
+    blue = upstream("blue")
+    router.client.set_routes(table({"blue": (100, [blue.address])}))
+    _warm(router, True)
+    with socket.create_connection(("127.0.0.1", router.port), timeout=PATIENCE) as sock:
+        for _ in range(3):  # answered in callbacks; each answer restarts the idle timer
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).endswith(b"blue")
+            time.sleep(0.1)
+        started = time.monotonic()
+        assert sock.recv(65536) == b""  # closed by the router
+        assert 0.1 < time.monotonic() - started < 5

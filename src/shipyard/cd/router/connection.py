@@ -1,4 +1,5 @@
-"""One TCP connection of the data path: a receive buffer with flow control, awaited by one task.
+"""One TCP connection of the data path: a receive buffer with flow control, read by callbacks
+or awaited by one task.
 
 Reading pauses when the buffer is full and resumes as it is consumed, writing waits while the
 kernel is behind, so memory per connection stays bounded whatever the body size. Timeouts are
@@ -8,7 +9,7 @@ deadlines that a sweeper checks, so a request costs no timer of its own.
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from typing import Protocol, cast
 
 from shipyard.cd.router.errors import BadMessage, PeerGone, PeerTimeout
 from shipyard.cd.router.http import MAX_HEAD, MAX_REQUEST_LINE
@@ -168,7 +169,7 @@ class Connection(asyncio.Protocol):
                 else:
                     head = bytes(buffer[:end])
                     del buffer[:end]
-                self._consumed()
+                self.consumed()
                 return head
             if len(buffer) > limit:
                 raise BadMessage(502 if upstream else 431, "the header section is too large")
@@ -198,14 +199,14 @@ class Connection(asyncio.Protocol):
         else:
             data = bytes(buffer[:most])
             del buffer[:most]
-        self._consumed()
+        self.consumed()
         return data
 
     def take(self, size: int) -> bytes:
         """Exactly ``size`` bytes that are already buffered."""
         data = bytes(self.buffer[:size])
         del self.buffer[:size]
-        self._consumed()
+        self.consumed()
         return data
 
     def unread(self, data: bytes) -> None:
@@ -213,7 +214,8 @@ class Connection(asyncio.Protocol):
         if data:
             self.buffer[0:0] = data
 
-    def _consumed(self) -> None:
+    def consumed(self) -> None:
+        """The buffer shrank: resume reading if it had been paused and is now low enough."""
         if self._read_paused and len(self.buffer) < LOW_WATER and not self.closed:
             self._read_paused = False
             if self.transport is not None:
@@ -257,3 +259,52 @@ def sweep(registry: set[Connection], now: float) -> None:
         read, write = connection.read_deadline, connection.write_deadline
         if (read and read < now) or (write and write < now):
             connection.expire()
+
+
+class Awaiting(Protocol):
+    """What waits for an upstream's answer in callbacks instead of in a task."""
+
+    def answered(self, data: bytes) -> None:
+        """The upstream sent ``data`` (nothing was buffered for it)."""
+
+    def interrupted(self) -> None:
+        """The upstream closed, was reset or missed its deadline."""
+
+
+class UpstreamConnection(Connection):
+    """A connection to an upstream instance; while ``awaiting`` is set, its answer goes there
+    instead of into the buffer that a task reads."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, registry: set[Connection]) -> None:
+        super().__init__(loop, registry)
+        self.awaiting: Awaiting | None = None
+
+    def data_received(self, data: bytes) -> None:
+        """Hand ``data`` to what awaits an answer, or buffer it."""
+        awaiting = self.awaiting
+        if awaiting is None:
+            super().data_received(data)
+        else:
+            awaiting.answered(data)
+
+    def eof_received(self) -> bool:
+        """The instance closed its side: tell what awaits an answer."""
+        result = super().eof_received()
+        self._interrupt()
+        return result
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The connection is gone: tell what awaits an answer."""
+        super().connection_lost(exc)
+        self._interrupt()
+
+    def expire(self) -> None:
+        """The deadline passed: tell what awaits an answer."""
+        super().expire()
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        awaiting = self.awaiting
+        if awaiting is not None:
+            self.awaiting = None
+            awaiting.interrupted()

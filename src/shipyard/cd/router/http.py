@@ -7,7 +7,8 @@ response heads, body framing, the chunked coding, and the heads the router sends
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from shipyard.cd.router.errors import BadMessage
 
@@ -65,6 +66,10 @@ _REQUEST_DROP = HOP_BY_HOP | _REWRITTEN
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", VERSION_HEADER}
 _RESPONSE_SPECIAL = HOP_BY_HOP | {VERSION_HEADER}
 
+_NOTHING: frozenset[bytes] = frozenset()
+# A NamedTuple's generated __new__ is a Python function; one head is built per message.
+_new_tuple: Any = tuple.__new__
+
 # The forwarding fields for a client address and Host, built once: most requests bring none
 # of their own, and a connection sends many requests with the same two values.
 _FORWARDING: dict[tuple[str, bytes], bytes] = {}
@@ -80,9 +85,20 @@ _SPECIAL = frozenset(
 )
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_FIELD_LINES = rb"(?:" + _TOKEN + rb":[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*"
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^\x00-\x20\x7f]+) HTTP/(\d)\.(\d)")
 _STATUS_LINE = re.compile(rb"HTTP/1\.(\d) ([1-9]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?")
-_FIELDS = re.compile(rb"(?:" + _TOKEN + rb":[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
+_FIELDS = re.compile(_FIELD_LINES)
+# The usual shapes of a whole head in one match: a path target or a status line with a reason,
+# HTTP/1.0 or 1.1, well-formed fields. Anything else goes through the step-by-step parsers,
+# which accept a superset and say precisely what is wrong.
+_USUAL_REQUEST = re.compile(
+    rb"(" + _TOKEN + rb") (/[^\x00-\x20\x7f]*) HTTP/1\.([01])\r\n(" + _FIELD_LINES + rb")\r\n"
+)
+_USUAL_RESPONSE = re.compile(
+    rb"HTTP/1\.([01]) ([1-9]\d\d) ([^\x00-\x08\x0a-\x1f\x7f]*)\r\n(" + _FIELD_LINES + rb")\r\n"
+)
+_NAMES = re.compile(rb"([^:\r\n]*):[^\r\n]*\r\n")  # of fields already known to be valid
 _DIGITS = re.compile(rb"\d{1,18}")
 _HEX_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
 
@@ -125,6 +141,7 @@ class RequestHead(NamedTuple):
     host: bytes
     version: bytes | None
     drop: frozenset[bytes]
+    block: bytes  # the field lines as received, each with its CRLF
 
     def header(self, name: bytes) -> bytes | None:
         """The value of the first field called ``name`` (lower case), if any."""
@@ -147,6 +164,8 @@ class ResponseHead(NamedTuple):
     keep_alive: bool
     drop: frozenset[bytes]
     plain: bool
+    first: bytes  # the status line as sent to clients (HTTP/1.1), with its CRLF
+    block: bytes  # the field lines as received, each with its CRLF
 
 
 def field_value(line: bytes) -> bytes:
@@ -162,6 +181,20 @@ def find_head_end(buffer: bytes | bytearray, start: int = 0) -> int:
 
 def parse_request(head: bytes) -> RequestHead:
     """Parse a request head (request line to blank line); raise ``BadMessage`` with a status."""
+    matched = _USUAL_REQUEST.fullmatch(head) if len(head) <= MAX_REQUEST_LINE else None
+    if matched is None:
+        return _parse_request_fully(head)
+    method, target, minor_digit, block = matched.groups()
+    lines = block.split(b"\r\n")
+    lines.pop()  # what follows the last CRLF
+    if method == b"CONNECT" or len(lines) > MAX_FIELDS:
+        return _parse_request_fully(head)
+    names = _NAMES.findall(block.lower())
+    minor = 0 if minor_digit == b"0" else 1
+    return _request(method, target, minor, tuple(lines), names, None, block)
+
+
+def _parse_request_fully(head: bytes) -> RequestHead:
     line_end = head.find(b"\r\n")
     if line_end > MAX_REQUEST_LINE:
         raise BadMessage(414, "the request line is too long")
@@ -179,25 +212,43 @@ def parse_request(head: bytes) -> RequestHead:
     lines, names = _fields(head, line_end)
     if method == b"CONNECT":
         raise BadMessage(501, "the router does not tunnel (CONNECT)")
-
     target_host: bytes | None = None
     if target[:1] != b"/":
         target, target_host = _absolute_target(method, target)
+    return _request(method, target, minor, lines, names, target_host, head[line_end + 2 : -2])
 
+
+def _request(
+    method: bytes,
+    target: bytes,
+    minor: int,
+    lines: tuple[bytes, ...],
+    names: Sequence[bytes],
+    target_host: bytes | None,
+    block: bytes,
+) -> RequestHead:
+    """The request these syntactically valid parts make, or ``BadMessage``."""
     length = -1
     chunked = False
     keep_alive = minor == 1
     expect_continue = False
     version: bytes | None = None
-    drop: frozenset[bytes] = frozenset()
+    drop = _NOTHING
     hosts = 0
     host = b""
     for index, name in enumerate(names):
         if name not in _SPECIAL:
             continue
-        value = field_value(lines[index])
-        if name == b"content-length":
-            length = _content_length(value, length)
+        line = lines[index]
+        value = line[line.index(b":") + 1 :].strip(b" \t")
+        if name == b"host":
+            hosts += 1
+            host = value
+        elif name == b"content-length":
+            if length < 0 and value.isdigit() and len(value) < 19:
+                length = int(value)
+            else:
+                length = _content_length(value, length)
         elif name == b"transfer-encoding":
             if minor == 0:
                 raise BadMessage(400, "Transfer-Encoding is not allowed in an HTTP/1.0 request")
@@ -208,9 +259,6 @@ def parse_request(head: bytes) -> RequestHead:
             if value.lower() != b"100-continue":
                 raise BadMessage(417, "only the 100-continue expectation is supported")
             expect_continue = minor == 1
-        elif name == b"host":
-            hosts += 1
-            host = value
         else:
             version = value
     if hosts > 1:
@@ -220,23 +268,45 @@ def parse_request(head: bytes) -> RequestHead:
     if chunked and length >= 0:
         raise BadMessage(400, "both Content-Length and Transfer-Encoding are present")
     body = CHUNKED if chunked else max(length, 0)
-    return RequestHead(
+    fields = (
         method,
         target,
         minor,
         lines,
-        names,
+        tuple(names),
         body,
         keep_alive,
         expect_continue and body != NO_BODY,
         target_host or host,
         version,
         drop,
+        block,
     )
+    request: RequestHead = _new_tuple(RequestHead, fields)
+    return request
 
 
 def parse_response(head: bytes, *, request_method: bytes) -> ResponseHead:
     """Parse an upstream's response head; raise ``BadMessage`` (answered with 502) if broken."""
+    matched = _USUAL_RESPONSE.fullmatch(head) if len(head) <= MAX_HEAD else None
+    if matched is None:
+        return _parse_response_fully(head, request_method)
+    minor_digit, code, reason, block = matched.groups()
+    lines = block.split(b"\r\n")
+    lines.pop()  # what follows the last CRLF
+    if len(lines) > MAX_FIELDS:
+        return _parse_response_fully(head, request_method)
+    names = _NAMES.findall(block.lower())
+    if minor_digit == b"1":
+        first = head[: matched.start(4)]
+        minor = 1
+    else:
+        first = b"HTTP/1.1 %b %b\r\n" % (code, reason)
+        minor = 0
+    return _response(int(code), reason, minor, tuple(lines), names, request_method, first, block)
+
+
+def _parse_response_fully(head: bytes, request_method: bytes) -> ResponseHead:
     if len(head) > MAX_HEAD:
         raise BadMessage(502, "the upstream's response header section is too large")
     line_end = head.find(b"\r\n")
@@ -244,20 +314,40 @@ def parse_response(head: bytes, *, request_method: bytes) -> ResponseHead:
     if matched is None:
         raise BadMessage(502, "the upstream sent a malformed status line")
     minor_digit, code, reason = matched.groups()
-    status = int(code)
-    minor = 0 if minor_digit == b"0" else 1
     lines, names = _fields(head, line_end, upstream=True)
+    minor = 0 if minor_digit == b"0" else 1
+    reason = reason or b""
+    first = b"HTTP/1.1 %b %b\r\n" % (code, reason)
+    block = head[line_end + 2 : -2]
+    return _response(int(code), reason, minor, lines, names, request_method, first, block)
+
+
+def _response(
+    status: int,
+    reason: bytes,
+    minor: int,
+    lines: tuple[bytes, ...],
+    names: Sequence[bytes],
+    request_method: bytes,
+    first: bytes,
+    block: bytes,
+) -> ResponseHead:
+    """The response these syntactically valid parts make, or ``BadMessage``."""
     length = -1
     chunked = False
     transfer_coded = False
     keep_alive = minor == 1
-    drop: frozenset[bytes] = frozenset()
+    drop = _NOTHING
     plain = _RESPONSE_SPECIAL.isdisjoint(names)
     for index, name in enumerate(names):
         if name == b"content-length":
-            value = field_value(lines[index])
-            plain = plain and length < 0 and value.isdigit()
-            length = _content_length(value, length, upstream=True)
+            line = lines[index]
+            value = line[line.index(b":") + 1 :].strip(b" \t")
+            if length < 0 and value.isdigit() and len(value) < 19:
+                length = int(value)
+            else:
+                plain = False
+                length = _content_length(value, length, upstream=True)
         elif name == b"transfer-encoding":
             transfer_coded = True
             chunked = _chunked_last(field_value(lines[index]), chunked, request=False)
@@ -274,7 +364,21 @@ def parse_response(head: bytes, *, request_method: bytes) -> ResponseHead:
     if body == UNTIL_CLOSE:
         keep_alive = False
     plain = plain and not drop and length == body
-    return ResponseHead(status, reason or b"", minor, lines, names, body, keep_alive, drop, plain)
+    fields = (
+        status,
+        reason,
+        minor,
+        lines,
+        tuple(names),
+        body,
+        keep_alive,
+        drop,
+        plain,
+        first,
+        block,
+    )
+    response: ResponseHead = _new_tuple(ResponseHead, fields)
+    return response
 
 
 def _fields(
@@ -367,9 +471,7 @@ def upstream_request(request: RequestHead, client_ip: str) -> bytes:
             if len(_FORWARDING) > 1024:
                 _FORWARDING.clear()
             forwarding = _FORWARDING[key] = _forwarding(client_ip, request.host, [], [], [])
-        if not names:
-            return first + forwarding + framing
-        return b"".join((first, b"\r\n".join(request.lines), b"\r\n", forwarding, framing))
+        return b"".join((first, request.block, forwarding, framing))
     forwarded_for: list[bytes] = []
     forwarded: list[bytes] = []
     via: list[bytes] = []
@@ -437,12 +539,10 @@ def client_response(
             ending = b"Connection: keep-alive\r\n\r\n"
         else:
             ending = b"\r\n"
-        lines = response.lines
         return b"".join(
             (
-                b"HTTP/1.1 %d %b\r\n" % (response.status, response.reason),
-                b"\r\n".join(lines),
-                b"\r\n" if lines else b"",
+                response.first,
+                response.block,
                 b"X-Shipyard-Version: ",
                 version,
                 b"\r\n",
@@ -450,7 +550,7 @@ def client_response(
                 ending,
             )
         )
-    parts = [b"HTTP/1.1 ", str(response.status).encode(), b" ", response.reason, b"\r\n"]
+    parts = [response.first]
     drop = response.drop
     keep_length = response.body == NO_BODY
     for index, name in enumerate(response.names):
@@ -478,7 +578,7 @@ def client_response(
 
 def interim_response(response: ResponseHead) -> bytes:
     """A 1xx response relayed to an HTTP/1.1 client, hop-by-hop fields removed."""
-    parts = [b"HTTP/1.1 ", str(response.status).encode(), b" ", response.reason, b"\r\n"]
+    parts = [response.first]
     for index, name in enumerate(response.names):
         if name not in HOP_BY_HOP and name not in response.drop:
             parts += [response.lines[index], b"\r\n"]

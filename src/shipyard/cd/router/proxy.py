@@ -1,8 +1,11 @@
 """The data path: accept client connections and carry each request to an upstream instance.
 
-Each client connection is one task that reads a request, asks the balancer where it goes, and
-streams it there and back over a pooled keep-alive upstream connection. Nothing here may raise
-out of a connection's task: every failure becomes a response, a closed connection and a count.
+The usual request (head and small body already received, a pooled connection to its instance,
+a whole answer with a length) is carried inside the protocol callbacks, without a task. Every
+other step (a new connection, a streamed or chunked body, an interim answer, a failure) goes
+on in a task for that client connection, which hands back to the callbacks once nothing is left
+to read. Nothing here may raise out of a callback or a task: every failure becomes a response,
+a closed connection and a count.
 """
 
 from __future__ import annotations
@@ -10,18 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from shipyard.cd.router.balancer import Balancer, InstanceState, RoutePlan, VersionPlan
-from shipyard.cd.router.connection import Connection, sweep
+from shipyard.cd.router.connection import Connection, UpstreamConnection, sweep
 from shipyard.cd.router.errors import BadMessage, PeerGone, PeerTimeout
 from shipyard.cd.router.http import (
     CHUNKED,
     NO_BODY,
     UNTIL_CLOSE,
-    ChunkedDecoder,
     RequestHead,
-    chunk,
+    ResponseHead,
     client_response,
     field_value,
     interim_response,
@@ -30,12 +34,11 @@ from shipyard.cd.router.http import (
     simple_response,
     upstream_request,
 )
+from shipyard.cd.router.pool import UpstreamPool
 from shipyard.cd.router.stats import StatsBook
+from shipyard.cd.router.streaming import Upload, pump, relay
 
 log = logging.getLogger("shipyard.router")
-
-READ_SIZE = 256 * 1024
-"""Largest piece of a body moved in one step."""
 
 INLINE_BODY = 64 * 1024
 """A request body up to this size that has fully arrived is sent with its head in one write."""
@@ -60,18 +63,123 @@ class ProxySettings:
     sweep_interval: float = 0.25
 
 
-class _Upload:
-    """How the streaming of one request body went."""
+class Route(NamedTuple):
+    """Where one request goes, decided once when it arrives (a tuple: one per request)."""
 
-    __slots__ = ("complete", "failure")
+    plan: RoutePlan
+    version: VersionPlan
+    instance: InstanceState | None  # None: no instance is available
+    pinned: bool  # chosen by the override header
+    key: bytes | None  # the sticky key
+    cookie: bytes  # a Set-Cookie line to send back, if the router issued one
+    started: float
 
-    def __init__(self) -> None:
-        self.complete = False
-        self.failure: Exception | None = None
+
+class Exchange:
+    """One request on its way: its route, the upstream connection carrying it, how far it got.
+
+    While ``upstream.awaiting`` is this exchange, the answer arrives in callbacks: a whole
+    answer is delivered at once, anything else is left to a task (``Proxy.take_over``).
+    """
+
+    __slots__ = ("client", "instance", "pump", "request", "reused", "route", "upload", "upstream")
+
+    def __init__(
+        self,
+        client: ClientConnection,
+        request: RequestHead,
+        route: Route,
+        instance: InstanceState,
+        upstream: UpstreamConnection,
+        reused: bool,
+    ) -> None:
+        self.client = client
+        self.request = request
+        self.route = route
+        self.instance = instance
+        self.upstream = upstream
+        self.reused = reused
+        self.upload: Upload | None = None
+        self.pump: asyncio.Task[None] | None = None
+
+    def answered(self, data: bytes) -> None:
+        """Bytes of the answer arrived: deliver it if it is whole, else a task takes over."""
+        upstream = self.upstream
+        buffer = upstream.buffer
+        if buffer:
+            buffer += data
+            data = bytes(buffer)
+            buffer.clear()
+        end = data.find(b"\r\n\r\n") + 4
+        response: ResponseHead | None = None
+        if end >= 4:
+            try:
+                response = parse_response(
+                    data if end == len(data) else data[:end], request_method=self.request.method
+                )
+            except BadMessage:
+                response = None  # the task reads it again and answers 502
+        if (
+            response is None
+            or response.status < 200
+            or response.body < 0
+            or end + response.body > len(data)
+        ):
+            buffer += data
+            self.client.proxy.take_over(self)
+            return
+        framing = response.body
+        if end + framing < len(data):
+            buffer += data[end + framing :]  # more than one message: not reusable
+        try:
+            self._deliver(response, data[end : end + framing] if framing else b"")
+        except Exception:
+            log.exception("internal error while serving %s", self.client.peer_ip)
+            self.client.close()
+
+    def _deliver(self, response: ResponseHead, body: bytes) -> None:
+        """Send the whole answer to the client, count it, and carry what the client sent next."""
+        client = self.client
+        proxy = client.proxy
+        request = self.request
+        route = self.route
+        upstream = self.upstream
+        instance = self.instance
+        upstream.awaiting = None
+        upstream.read_deadline = 0.0
+        close = not request.keep_alive or proxy.closing
+        head = client_response(
+            response,
+            framing=response.body,
+            version=route.version.encoded,
+            close=close,
+            client_minor=request.minor,
+            extra=route.cookie,
+        )
+        client.write(head + body if body else head)
+        client.partner = None
+        client.busy = False
+        instance.in_flight -= 1
+        now = proxy.loop.time()
+        if response.keep_alive and upstream.reusable and not instance.drained and not proxy.closing:
+            proxy.pool.give(instance, upstream, now)
+        else:
+            upstream.close()
+        route.version.recorder.record(response.status, now - route.started)
+        if close:
+            client.close()
+        elif client.buffer:
+            proxy.received(client, b"")
+        else:
+            client.read_deadline = now + proxy.settings.keepalive_timeout
+
+    def interrupted(self) -> None:
+        """The upstream failed before answering in full: a task takes over."""
+        self.client.proxy.take_over(self)
 
 
 class ClientConnection(Connection):
-    """A connection from a client; its task serves requests until it closes."""
+    """A connection from a client: read by callbacks while it is idle, by ``task`` if one runs."""
 
     def __init__(self, proxy: Proxy) -> None:
         super().__init__(proxy.loop, proxy.clients)
@@ -80,10 +188,30 @@ class ClientConnection(Connection):
         self.task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Start serving the connection."""
+        """Wait for the first request (at most the keep-alive timeout)."""
         super().connection_made(transport)
-        self.write_timeout = self.proxy.settings.client_timeout
-        self.task = self.loop.create_task(self.proxy.serve(self))
+        settings = self.proxy.settings
+        self.write_timeout = settings.client_timeout
+        self.read_deadline = self.loop.time() + settings.keepalive_timeout
+
+    def data_received(self, data: bytes) -> None:
+        """Carry new requests at once when idle; otherwise buffer for whoever is busy."""
+        if self.busy or self.task is not None or self.write_paused:
+            super().data_received(data)
+        else:
+            self.proxy.received(self, data)
+
+    def resume_writing(self) -> None:
+        """The client caught up: carry the requests it sent meanwhile."""
+        super().resume_writing()
+        if self.buffer and not (self.busy or self.task is not None or self.closed):
+            self.proxy.received(self, b"")
+
+    def expire(self) -> None:
+        """A deadline passed: an idle connection closes (a task handles its own)."""
+        super().expire()
+        if not (self.busy or self.task is not None):
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the connection; tell a draining proxy when the last one is gone."""
@@ -106,8 +234,12 @@ class Proxy:
         self.stats = stats
         self.settings = settings
         self.clients: set[Connection] = set()
-        self.upstreams: set[Connection] = set()
-        self.idle: dict[str, list[Connection]] = {}
+        self.pool = UpstreamPool(
+            loop,
+            size=settings.pool_size,
+            idle_timeout=settings.pool_idle_timeout,
+            connect_timeout=settings.connect_timeout,
+        )
         self.closing = False
         self._logged: dict[str, float] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -121,51 +253,162 @@ class Proxy:
         """Start the sweeper that enforces timeouts and closes idle pooled connections."""
         self._sweeper = self.loop.create_task(self._sweep())
 
-    async def serve(self, client: ClientConnection) -> None:
-        """Serve requests on one client connection until either side ends it."""
-        settings = self.settings
-        try:
-            while not self.closing:
-                client.read_timeout = settings.keepalive_timeout
-                try:
-                    head = await client.read_head(within=settings.head_timeout)
-                except BadMessage as error:
-                    self._reject(client, error)
-                    return
-                except PeerTimeout:
-                    if client.buffer:
-                        self._reject(client, BadMessage(408, "the request did not arrive in time"))
-                    return
-                except PeerGone:
-                    return
-                if head is None:
-                    return
-                try:
-                    request = parse_request(head)
-                except BadMessage as error:
-                    self._reject(client, error)
-                    return
-                client.busy = True
-                try:
-                    keep = await self.exchange(client, request)
-                finally:
-                    client.busy = False
-                if not keep:
-                    return
-        except Exception:
-            log.exception("internal error while serving %s", client.peer_ip)
-        finally:
-            client.close()
-
     def client_gone(self) -> None:
         """A client connection closed; wake ``shutdown`` when it was the last one."""
         if self.closing and not self.clients:
             self._idle_event.set()
 
-    async def exchange(self, client: ClientConnection, request: RequestHead) -> bool:
-        """Route one request and carry it; return whether the client connection stays open."""
-        loop = self.loop
-        started = loop.time()
+    # The usual request, carried in callbacks.
+
+    def received(self, client: ClientConnection, data: bytes) -> None:
+        """Carry the requests that arrived on an idle client connection while they are usual;
+        hand the connection to a task at the first that is not."""
+        buffer = client.buffer
+        if buffer:
+            buffer += data
+            data = bytes(buffer)
+            buffer.clear()
+            client.consumed()
+        try:
+            while data:
+                if self.closing or client.closed:
+                    client.close()
+                    return
+                if client.write_paused:  # answer more once the client has read what it got
+                    buffer += data
+                    return
+                end = data.find(b"\r\n\r\n")
+                if end < 0 or data[:2] == b"\r\n":
+                    buffer += data
+                    self._serve_in_task(client, None)
+                    return
+                end += 4
+                try:
+                    request = parse_request(data if end == len(data) else data[:end])
+                except BadMessage as error:
+                    self._reject(client, error)
+                    return
+                body = request.body
+                payload = b""
+                if body != NO_BODY:
+                    if 0 < body <= INLINE_BODY and end + body <= len(data):
+                        payload = data[end : end + body]
+                        end += body
+                    else:
+                        buffer += data[end:]
+                        self._serve_in_task(client, request)
+                        return
+                data = data[end:] if end < len(data) else b""
+                route = self._route(request)
+                if route is None:
+                    if not self._unrouted(client, request):
+                        client.close()
+                        return
+                    continue
+                instance = route.instance
+                upstream = None if instance is None else self.pool.take(instance)
+                if instance is None or upstream is None:
+                    buffer += payload
+                    buffer += data
+                    self._serve_in_task(client, request, route)
+                    return
+                exchange = Exchange(client, request, route, instance, upstream, True)
+                self._send(exchange, payload)
+                client.busy = True
+                client.read_deadline = 0.0
+                upstream.read_deadline = route.started + self.settings.upstream_timeout
+                upstream.awaiting = exchange
+                if data:
+                    buffer += data
+                return
+            client.read_deadline = self.loop.time() + self.settings.keepalive_timeout
+        except Exception:
+            log.exception("internal error while serving %s", client.peer_ip)
+            client.close()
+
+    def take_over(self, exchange: Exchange) -> None:
+        """Finish ``exchange`` in a task: an answer in pieces, an interim answer, a failure."""
+        upstream = exchange.upstream
+        upstream.awaiting = None
+        upstream.read_deadline = 0.0
+        client = exchange.client
+        client.task = self.loop.create_task(self.serve(client, exchange=exchange))
+
+    def _serve_in_task(
+        self, client: ClientConnection, request: RequestHead | None, route: Route | None = None
+    ) -> None:
+        client.read_deadline = 0.0
+        client.task = self.loop.create_task(self.serve(client, request, route))
+
+    # Everything else, in a task per client connection.
+
+    async def serve(
+        self,
+        client: ClientConnection,
+        request: RequestHead | None = None,
+        route: Route | None = None,
+        exchange: Exchange | None = None,
+    ) -> None:
+        """Serve a client connection in a task: first ``exchange`` (under way) or ``request``
+        (its body not read yet, perhaps already routed), then what follows, until either side
+        ends the connection or nothing more is buffered (then the callbacks carry on)."""
+        settings = self.settings
+        handed_back = False
+        try:
+            if exchange is not None:
+                client.busy = True
+                try:
+                    keep = await self._respond(exchange)
+                    if keep is None:
+                        keep = await self.exchange(client, exchange.request)
+                finally:
+                    client.busy = False
+                if not keep:
+                    return
+            while not self.closing:
+                if request is None:
+                    if not client.buffer and not (client.closed or client.eof or client.timed_out):
+                        client.task = None
+                        client.read_deadline = self.loop.time() + settings.keepalive_timeout
+                        handed_back = True
+                        return
+                    client.read_timeout = settings.keepalive_timeout
+                    try:
+                        head = await client.read_head(within=settings.head_timeout)
+                    except BadMessage as error:
+                        self._reject(client, error)
+                        return
+                    except PeerTimeout:
+                        if client.buffer:
+                            timeout = BadMessage(408, "the request did not arrive in time")
+                            self._reject(client, timeout)
+                        return
+                    except PeerGone:
+                        return
+                    if head is None:
+                        return
+                    try:
+                        request = parse_request(head)
+                    except BadMessage as error:
+                        self._reject(client, error)
+                        return
+                client.busy = True
+                try:
+                    keep = await self.exchange(client, request, route)
+                finally:
+                    client.busy = False
+                request = route = None
+                if not keep:
+                    return
+        except Exception:
+            log.exception("internal error while serving %s", client.peer_ip)
+        finally:
+            if not handed_back:
+                client.close()
+
+    def _route(self, request: RequestHead) -> Route | None:
+        """Where ``request`` goes under the current plan; None if no version is routed."""
+        started = self.loop.time()
         plan = self.balancer.plan
         key, cookie = _sticky_key(plan, request)
         version: VersionPlan | None = None
@@ -176,24 +419,36 @@ class Proxy:
         if version is None:
             version = plan.choose(key)
             if version is None:
-                self.stats.unrouted += 1
-                return self._answer(client, request, 503, "no version is routed here yet")
+                return None
+        version, instance = _instance_for(plan, version, pinned, key, (), started)
+        return Route(plan, version, instance, pinned, key, cookie, started)
+
+    def _unrouted(self, client: Connection, request: RequestHead) -> bool:
+        self.stats.unrouted += 1
+        return self._answer(client, request, 503, "no version is routed here yet")
+
+    async def exchange(
+        self, client: ClientConnection, request: RequestHead, route: Route | None = None
+    ) -> bool:
+        """Route one request (unless ``route`` says where it goes) and carry it; return
+        whether the client connection stays open."""
+        loop = self.loop
+        if route is None:
+            route = self._route(request)
+            if route is None:
+                return self._unrouted(client, request)
+        plan, version, instance, pinned, key, _, started = route
         tried: list[InstanceState] = []
-        for _ in range(CONNECT_ATTEMPTS + 1):
-            now = loop.time()
-            instance = version.pick(now, key, tried)
-            if instance is None and not pinned:
-                other = plan.fallback(version, now)
-                if other is not None:
-                    version = other
-                    instance = version.pick(now, key, tried)
+        for attempt in range(CONNECT_ATTEMPTS + 1):
+            if attempt:
+                version, instance = _instance_for(plan, version, pinned, key, tried, loop.time())
             if instance is None:
                 break
-            upstream = self._pooled(instance)
+            upstream = self.pool.take(instance)
             reused = upstream is not None
             if upstream is None:
                 try:
-                    upstream = await self._connect(instance)
+                    upstream = await self.pool.connect(instance)
                 except (OSError, TimeoutError) as error:
                     instance.connect_failed(loop.time())
                     version.recorder.totals.connect_failures += 1
@@ -204,9 +459,10 @@ class Proxy:
                         return False
                     continue
                 instance.connect_succeeded()
-            keep = await self._forward(
-                client, request, version, instance, upstream, reused, cookie, started
-            )
+            if version is not route.version or instance is not route.instance:
+                route = route._replace(version=version, instance=instance)
+            exchange = Exchange(client, request, route, instance, upstream, reused)
+            keep = await self._forward(exchange)
             if keep is not None:
                 return keep
         if tried:
@@ -216,37 +472,45 @@ class Proxy:
             )
         return self._answer(client, request, 503, "no instance is available", version, started)
 
-    async def _forward(
-        self,
-        client: ClientConnection,
-        request: RequestHead,
-        version: VersionPlan,
-        instance: InstanceState,
-        upstream: Connection,
-        reused: bool,
-        cookie: bytes,
-        started: float,
-    ) -> bool | None:
-        """Carry the request over ``upstream``; None means it was stale and nothing happened."""
-        loop = self.loop
-        settings = self.settings
-        recorder = version.recorder
-        instance.in_flight += 1
+    def _send(self, exchange: Exchange, payload: bytes) -> None:
+        """Count the request in flight and send its head upstream, with ``payload`` if any."""
+        exchange.instance.in_flight += 1
+        client = exchange.client
+        upstream = exchange.upstream
         client.partner = upstream
-        upstream.read_timeout = upstream.write_timeout = settings.upstream_timeout
-        head = upstream_request(request, client.peer_ip)
+        upstream.read_timeout = upstream.write_timeout = self.settings.upstream_timeout
+        head = upstream_request(exchange.request, client.peer_ip)
+        upstream.write(head + payload if payload else head)
+
+    async def _forward(self, exchange: Exchange) -> bool | None:
+        """Carry the request over its upstream; None means it was stale and nothing happened."""
+        client = exchange.client
+        request = exchange.request
         body = request.body
-        upload: _Upload | None = None
-        pump: asyncio.Task[None] | None = None
         if body == NO_BODY:
-            upstream.write(head)
-        elif body > 0 and len(client.buffer) >= body and body <= INLINE_BODY:
-            upstream.write(head + client.take(body))
+            self._send(exchange, b"")
+        elif 0 < body <= INLINE_BODY and len(client.buffer) >= body:
+            self._send(exchange, client.take(body))
         else:
-            upstream.write(head)
-            upload = _Upload()
-            client.read_timeout = settings.client_timeout
-            pump = loop.create_task(self._pump(client, upstream, request, upload))
+            self._send(exchange, b"")
+            exchange.upload = upload = Upload()
+            client.read_timeout = self.settings.client_timeout
+            exchange.pump = self.loop.create_task(pump(client, exchange.upstream, request, upload))
+        return await self._respond(exchange)
+
+    async def _respond(self, exchange: Exchange) -> bool | None:
+        """Relay the answer to a request sent upstream; whether the client connection stays
+        open, or None if the pooled connection was stale and the request can go elsewhere."""
+        loop = self.loop
+        client = exchange.client
+        request = exchange.request
+        upstream = exchange.upstream
+        instance = exchange.instance
+        version = exchange.route.version
+        recorder = version.recorder
+        upload = exchange.upload
+        pumping = exchange.pump
+        started = exchange.route.started
         try:
             try:
                 while True:
@@ -262,8 +526,8 @@ class Proxy:
                         client.write(interim_response(response))
             except (PeerGone, PeerTimeout, BadMessage) as error:
                 upstream.abort()
-                if pump is not None:
-                    pump.cancel()
+                if pumping is not None:
+                    pumping.cancel()
                 if client.closed or client.eof:
                     recorder.totals.client_aborts += 1
                     return False
@@ -275,8 +539,8 @@ class Proxy:
                     )
                 if (
                     isinstance(error, PeerGone)
-                    and reused
-                    and body == NO_BODY
+                    and exchange.reused
+                    and request.body == NO_BODY
                     and request.method in _IDEMPOTENT
                 ):
                     return None
@@ -306,15 +570,12 @@ class Proxy:
                 version=version.encoded,
                 close=close,
                 client_minor=request.minor,
-                extra=cookie,
+                extra=exchange.route.cookie,
             )
             status = response.status
             clean = True
             try:
-                if 0 <= framing <= len(upstream.buffer):  # the whole body is here already
-                    client.write(head + upstream.take(framing) if framing else head)
-                else:
-                    clean = await self._relay(client, upstream, framing, outgoing, head)
+                clean = await relay(client, upstream, framing, outgoing, head)
             except (PeerGone, PeerTimeout, BadMessage) as error:
                 upstream.abort()
                 if client.closed:
@@ -327,8 +588,8 @@ class Proxy:
                 recorder.record(status, loop.time() - started)
                 return False
 
-            if pump is not None and not pump.done():
-                pump.cancel()
+            if pumping is not None and not pumping.done():
+                pumping.cancel()
                 if upload is not None and not upload.complete:
                     close = True
                     clean = False
@@ -342,7 +603,7 @@ class Proxy:
                 and not instance.drained
                 and not self.closing
             ):
-                self._release(instance, upstream)
+                self.pool.give(instance, upstream, loop.time())
             else:
                 upstream.close()
             recorder.record(status, loop.time() - started)
@@ -351,82 +612,7 @@ class Proxy:
             client.partner = None
             instance.in_flight -= 1
 
-    async def _relay(
-        self, client: Connection, upstream: Connection, framing: int, outgoing: int, head: bytes
-    ) -> bool:
-        """Send the response head and stream the body; return whether the upstream connection
-        ended cleanly at the end of the message."""
-        if framing >= 0:
-            buffered = len(upstream.buffer)
-            if buffered >= framing:
-                client.write(head + upstream.take(framing) if framing else head)
-                return True
-            client.write(head + upstream.take(buffered) if buffered else head)
-            remaining = framing - buffered
-            while remaining:
-                data = await upstream.read_some(min(remaining, READ_SIZE))
-                remaining -= len(data)
-                client.write(data)
-                if client.write_paused:
-                    await client.drain()
-                    upstream.touch()
-            return True
-        client.write(head)
-        if framing == CHUNKED:
-            decoder = ChunkedDecoder(upstream=True)
-            while not decoder.done:
-                pieces = decoder.feed(await upstream.read_some(READ_SIZE))
-                payload = b"".join(pieces)
-                if payload:
-                    client.write(chunk(payload) if outgoing == CHUNKED else payload)
-                if client.write_paused:
-                    await client.drain()
-                    upstream.touch()
-            if outgoing == CHUNKED:
-                client.write(decoder.end())
-            return not decoder.leftover
-        while True:
-            try:
-                data = await upstream.read_some(READ_SIZE)
-            except PeerGone:
-                break
-            client.write(chunk(data) if outgoing == CHUNKED else data)
-            if client.write_paused:
-                await client.drain()
-                upstream.touch()
-        if outgoing == CHUNKED:
-            client.write(b"0\r\n\r\n")
-        return False
-
-    async def _pump(
-        self, client: Connection, upstream: Connection, request: RequestHead, upload: _Upload
-    ) -> None:
-        """Stream the request body from the client to the upstream."""
-        try:
-            if request.body > 0:
-                remaining = request.body
-                while remaining:
-                    data = await client.read_some(min(remaining, READ_SIZE))
-                    remaining -= len(data)
-                    upstream.write(data)
-                    upstream.touch()
-                    if upstream.write_paused:
-                        await upstream.drain()
-            else:
-                decoder = ChunkedDecoder()
-                while not decoder.done:
-                    payload = b"".join(decoder.feed(await client.read_some(READ_SIZE)))
-                    if payload:
-                        upstream.write(chunk(payload))
-                        upstream.touch()
-                    if upstream.write_paused:
-                        await upstream.drain()
-                upstream.write(decoder.end())
-                client.unread(decoder.leftover)
-            upload.complete = True
-        except (PeerGone, PeerTimeout, BadMessage) as error:
-            upload.failure = error
-            upstream.abort()
+    # Answers of the router's own.
 
     def _answer(
         self,
@@ -453,43 +639,11 @@ class Proxy:
         client.write(simple_response(error.status, (error.message + "\n").encode(), close=True))
         client.close()
 
-    def _pooled(self, instance: InstanceState) -> Connection | None:
-        idle = self.idle.get(instance.address)
-        while idle:
-            upstream = idle.pop()
-            if upstream.reusable:
-                return upstream
-            upstream.close()
-        return None
-
-    def _release(self, instance: InstanceState, upstream: Connection) -> None:
-        idle = self.idle.get(instance.address)
-        if idle is None:
-            idle = self.idle[instance.address] = []
-        if len(idle) >= self.settings.pool_size:
-            upstream.close()
-            return
-        upstream.idle_since = self.loop.time()
-        upstream.read_timeout = 0.0
-        idle.append(upstream)
-
-    async def _connect(self, instance: InstanceState) -> Connection:
-        upstreams = self.upstreams
-        loop = self.loop
-        _, protocol = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: Connection(loop, upstreams), instance.host, instance.port
-            ),
-            self.settings.connect_timeout,
-        )
-        return protocol
+    # Lifecycle.
 
     def forget(self, addresses: set[str]) -> None:
         """Close pooled connections to instances no longer routed or drained."""
-        for address in list(self.idle):
-            if address in addresses:
-                for upstream in self.idle.pop(address):
-                    upstream.close()
+        self.pool.forget(addresses)
 
     async def shutdown(self, grace: float) -> None:
         """Stop taking requests: close idle connections, let busy ones finish within ``grace``."""
@@ -507,9 +661,7 @@ class Proxy:
                 )
         for client in list(self.clients):
             client.abort()
-        for address in list(self.idle):
-            for upstream in self.idle.pop(address):
-                upstream.close()
+        self.pool.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
 
@@ -519,17 +671,8 @@ class Proxy:
             await asyncio.sleep(settings.sweep_interval)
             now = self.loop.time()
             sweep(self.clients, now)
-            sweep(self.upstreams, now)
-            oldest = now - settings.pool_idle_timeout
-            for address, idle in list(self.idle.items()):
-                keep = [u for u in idle if u.reusable and u.idle_since > oldest]
-                for upstream in idle:
-                    if upstream not in keep:
-                        upstream.close()
-                if keep:
-                    self.idle[address] = keep
-                else:
-                    del self.idle[address]
+            sweep(self.pool.connections, now)
+            self.pool.sweep(now)
 
     def _warn(self, key: str, message: str) -> None:
         """Log ``message`` at most once a second per ``key`` (failures can come in floods)."""
@@ -545,6 +688,25 @@ def _failure(error: Exception) -> tuple[str, int]:
     if isinstance(error, BadMessage):
         return "bad_response", 502
     return "reset", 502
+
+
+def _instance_for(
+    plan: RoutePlan,
+    version: VersionPlan,
+    pinned: bool,
+    key: bytes | None,
+    tried: Sequence[InstanceState],
+    now: float,
+) -> tuple[VersionPlan, InstanceState | None]:
+    """An instance of ``version`` not yet tried, or of another version if none is left and the
+    request was not pinned."""
+    instance = version.pick(now, key, tried)
+    if instance is None and not pinned:
+        other = plan.fallback(version, now)
+        if other is not None:
+            version = other
+            instance = version.pick(now, key, tried)
+    return version, instance
 
 
 def _sticky_key(plan: RoutePlan, request: RequestHead) -> tuple[bytes | None, bytes]:
