@@ -143,6 +143,45 @@ def _start_router(state: Path) -> tuple[subprocess.Popen[bytes], RouterClient, i
     return process, RouterClient.for_environment(state, "bench"), address.public_port
 
 
+_HAPROXY = """
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend public
+  bind 127.0.0.1:{port}
+  default_backend blue
+backend blue
+  http-reuse always
+  server blue 127.0.0.1:{upstream}
+"""
+
+
+def _start_haproxy(folder: Path, upstream: int) -> tuple[subprocess.Popen[bytes], int] | None:
+    """HAProxy with one thread in front of the same upstream (a reference point), if installed."""
+    if shutil.which("haproxy") is None:
+        return None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    config = folder / "haproxy.cfg"
+    config.write_text(_HAPROXY.format(port=port, upstream=upstream))
+    process = subprocess.Popen(
+        ["haproxy", "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+            return process, port
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("haproxy did not start")
+
+
 def _wrk(port: int, *extra: str) -> str:
     result = subprocess.run(
         ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", *extra, f"http://127.0.0.1:{port}/"],
@@ -277,12 +316,17 @@ def run(report: object) -> None:
                 check=True,
             )  # warm-up
 
+            haproxy = _start_haproxy(Path(folder), blue_port)
+            if haproxy is not None:
+                processes.append(haproxy[0])
             peak = _Peak(router.pid)
             peak.start()
-            direct, proxied = [], []
+            direct, proxied, reference = [], [], []
             for _ in range(ROUNDS):
                 direct.append(_throughput(_wrk(blue_port)))
                 proxied.append(_throughput(_wrk(port)))
+                if haproxy is not None:
+                    reference.append(_throughput(_wrk(haproxy[1])))
             direct_p99, proxied_p99, rates = _latency(blue_port, port, _PACED)
             lockstep = _latency(blue_port, port, _LOCKSTEP)
             peak.stopped.set()
@@ -298,6 +342,15 @@ def run(report: object) -> None:
                 note=f"rounds direct {[round(d) for d in direct]}, "
                 f"proxied {[round(p) for p in proxied]}",
             )
+            if reference:
+                report.ratio(  # type: ignore[attr-defined]
+                    "reference: HAProxy (1 thread), same upstream, same rounds",
+                    statistics.median(reference),
+                    statistics.median(direct),
+                    unit="req/s",
+                    baseline_name="upstream directly",
+                    note="what a C proxy reaches on this machine; for information",
+                )
             added = statistics.median(proxied_p99) - statistics.median(direct_p99)
             report.figure(  # type: ignore[attr-defined]
                 f"added p99 latency at ~{statistics.median(rates):.0f} req/s",

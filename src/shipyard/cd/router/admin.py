@@ -11,8 +11,8 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 from shipyard.cd.router.errors import (
     BadMessage,
@@ -22,10 +22,31 @@ from shipyard.cd.router.errors import (
 )
 from shipyard.cd.router.http import CHUNKED, parse_request, simple_response
 from shipyard.cd.router.routes import RouteTable
-from shipyard.cd.router.stats import ERROR_KINDS, LATENCY_BOUNDS, STATUS_CLASSES
+from shipyard.cd.router.stats import RouterStats, StatsBook
 
-if TYPE_CHECKING:
-    from shipyard.cd.router.server import Router
+
+class Controlled(Protocol):
+    """What the admin API controls: the router that serves it."""
+
+    stats: StatsBook
+
+    async def apply(
+        self, change: Callable[[RouteTable], RouteTable], expect_revision: int | None
+    ) -> int:
+        """Change the route table atomically; the new revision."""
+
+    def routes_view(self) -> dict[str, Any]:
+        """The table, its revision and each instance's state."""
+
+    def health(self) -> dict[str, Any]:
+        """Liveness and a summary."""
+
+    def reset_stats(self, names: Sequence[str] | None) -> RouterStats:
+        """Close the statistics windows of ``names`` (default all) and return them."""
+
+    def metrics(self) -> str:
+        """The Prometheus exposition."""
+
 
 log = logging.getLogger("shipyard.router")
 
@@ -39,7 +60,7 @@ _Handler = Callable[[Any], Awaitable[tuple[int, Any]]]
 class AdminApi:
     """Serves the admin API of one router; one short request per connection."""
 
-    def __init__(self, router: Router, token: str) -> None:
+    def __init__(self, router: Controlled, token: str) -> None:
         self.router = router
         self._token = token.encode()
         self._routes: dict[tuple[bytes, bytes], _Handler] = {
@@ -183,86 +204,3 @@ def _json(status: int, value: Any) -> bytes:
 def _error(status: int, message: str, *, headers: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
     body = json.dumps({"error": message}).encode()
     return simple_response(status, body, content_type=_JSON, close=True, headers=headers)
-
-
-def metrics_text(router: Router) -> str:
-    """The router's counters and gauges in the Prometheus text exposition format."""
-    env = _label(router.config.env)
-    lines: list[str] = []
-
-    def family(name: str, kind: str, help_text: str) -> None:
-        """Start a metric family: its HELP and TYPE lines."""
-        lines.append(f"# HELP shipyard_router_{name} {help_text}")
-        lines.append(f"# TYPE shipyard_router_{name} {kind}")
-
-    recorders = sorted(router.stats.recorders.items())
-    family("requests_total", "counter", "Requests answered, by version and status class.")
-    for name, recorder in recorders:
-        for index, code in enumerate(STATUS_CLASSES):
-            value = recorder.totals.classes[index + 2]
-            labels = f'env="{env}",version="{_label(name)}",code="{code}"'
-            lines.append(f"shipyard_router_requests_total{{{labels}}} {value}")
-    family("upstream_errors_total", "counter", "Requests failed by the upstream, by kind.")
-    for name, recorder in recorders:
-        for kind in ERROR_KINDS:
-            labels = f'env="{env}",version="{_label(name)}",kind="{kind}"'
-            value = recorder.totals.errors[kind]
-            lines.append(f"shipyard_router_upstream_errors_total{{{labels}}} {value}")
-    family("connect_failures_total", "counter", "Failed connections to a version's instances.")
-    for name, recorder in recorders:
-        labels = f'env="{env}",version="{_label(name)}"'
-        value = recorder.totals.connect_failures
-        lines.append(f"shipyard_router_connect_failures_total{{{labels}}} {value}")
-    family("client_aborts_total", "counter", "Requests abandoned by their client.")
-    for name, recorder in recorders:
-        labels = f'env="{env}",version="{_label(name)}"'
-        value = recorder.totals.client_aborts
-        lines.append(f"shipyard_router_client_aborts_total{{{labels}}} {value}")
-    family("request_duration_seconds", "histogram", "Time from request head to response end.")
-    for name, recorder in recorders:
-        base = f'env="{env}",version="{_label(name)}"'
-        cumulative = 0
-        for bound, count in zip((*LATENCY_BOUNDS, None), recorder.totals.buckets, strict=True):
-            cumulative += count
-            le = "+Inf" if bound is None else repr(bound)
-            lines.append(
-                f'shipyard_router_request_duration_seconds_bucket{{{base},le="{le}"}} {cumulative}'
-            )
-        lines.append(
-            f"shipyard_router_request_duration_seconds_sum{{{base}}} {recorder.totals.latency_sum}"
-        )
-        lines.append(f"shipyard_router_request_duration_seconds_count{{{base}}} {cumulative}")
-    plan = router.balancer.plan
-    family("version_weight", "gauge", "Share of new requests (percent) each version gets.")
-    for version in plan.versions:
-        labels = f'env="{env}",version="{_label(version.name)}"'
-        lines.append(f"shipyard_router_version_weight{{{labels}}} {version.weight}")
-    now = router.loop.time()
-    family("instance_available", "gauge", "1 if the instance gets new requests.")
-    for version in plan.versions:
-        for state in version.instances:
-            labels = (
-                f'env="{env}",version="{_label(version.name)}",instance="{_label(state.address)}"'
-            )
-            up = 1 if state.available(now) else 0
-            lines.append(f"shipyard_router_instance_available{{{labels}}} {up}")
-    family("instance_in_flight", "gauge", "Requests an instance is serving now.")
-    for version in plan.versions:
-        for state in version.instances:
-            labels = (
-                f'env="{env}",version="{_label(version.name)}",instance="{_label(state.address)}"'
-            )
-            lines.append(f"shipyard_router_instance_in_flight{{{labels}}} {state.in_flight}")
-    family("client_connections", "gauge", "Open client connections.")
-    lines.append(f'shipyard_router_client_connections{{env="{env}"}} {len(router.proxy.clients)}')
-    family("rejected_requests_total", "counter", "Malformed requests answered with a 4xx.")
-    lines.append(f'shipyard_router_rejected_requests_total{{env="{env}"}} {router.stats.rejected}')
-    family("unrouted_requests_total", "counter", "Requests answered 503 for want of routes.")
-    lines.append(f'shipyard_router_unrouted_requests_total{{env="{env}"}} {router.stats.unrouted}')
-    family("routes_revision", "gauge", "Revision of the current route table.")
-    lines.append(f'shipyard_router_routes_revision{{env="{env}"}} {plan.revision}')
-    return "\n".join(lines) + "\n"
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipyard.cd.router.admin import AdminApi, metrics_text
+from shipyard.cd.router.admin import AdminApi
 from shipyard.cd.router.balancer import Balancer
 from shipyard.cd.router.errors import (
     RevisionConflict,
@@ -28,6 +28,7 @@ from shipyard.cd.router.errors import (
     RouterStateError,
 )
 from shipyard.cd.router.health import HealthProber
+from shipyard.cd.router.metrics import metrics_text
 from shipyard.cd.router.proxy import Proxy, ProxySettings
 from shipyard.cd.router.routes import RouteTable
 from shipyard.cd.router.state import AdminAddress, RouterFiles
@@ -210,7 +211,13 @@ class Router:
 
     def metrics(self) -> str:
         """The Prometheus exposition of this router."""
-        return metrics_text(self)
+        return metrics_text(
+            self.config.env,
+            self.stats,
+            self.balancer.plan,
+            self.loop.time(),
+            len(self.proxy.clients),
+        )
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let requests in flight finish (``grace`` seconds), close all."""
