@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 
 from shipyard.ci.expressions import path_matches
 from shipyard.ci.model import JobSpec
@@ -184,7 +184,7 @@ class JobCache:
     def lookup(self, key: str) -> CacheEntry | None:
         """The entry for a key whose blobs are all present, or None (``touch`` marks use)."""
         with self.store.read() as conn:
-            row = conn.execute(select(cache_entries).where(cache_entries.c.key == key)).first()
+            row = conn.execute(_ENTRY, {"the_key": key}).first()
         if row is None:
             return None
         entry = CacheEntry(
@@ -292,3 +292,7 @@ def tool_versions(commands: Sequence[str], cwd: Path, env: Mapping[str, str]) ->
         except subprocess.TimeoutExpired:
             versions[command] = "timeout"
     return versions
+
+
+_ENTRY = select(cache_entries).where(cache_entries.c.key == bindparam("the_key"))
+"""One entry by key; built once, as every job of a run looks its key up."""

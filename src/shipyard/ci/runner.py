@@ -350,6 +350,6 @@ def _branch(git: Git, ref: str, commit: str) -> str | None:
     if ref.startswith("refs/heads/"):
         return ref.removeprefix("refs/heads/")
     current = git.current_branch()
-    if current and git.find_commit("HEAD") == commit:
+    if current and (ref == "HEAD" or git.find_commit("HEAD") == commit):  # HEAD: resolved already
         return current
     return None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from shipyard.ci.model import JobSpec
 from shipyard.core import audit, outbox
@@ -351,36 +351,46 @@ def record_cached(
     now = datetime.now(UTC)
     with store.write() as conn:
         conn.execute(
-            job_attempts.insert().values(
-                run_id=run_id,
-                job_id=job_id,
-                attempt=1,
-                status="passed",
-                exit_code=0,
-                message=reason,
-                started_at=now,
-                finished_at=now,
-                log_path=log_path,
-                log_bytes=log_bytes,
-                log_lines=log_lines,
-                log_index=json.dumps(list(log_index)),
-            )
+            _INSERT_ATTEMPT,
+            {
+                "run_id": run_id,
+                "job_id": job_id,
+                "attempt": 1,
+                "status": "passed",
+                "exit_code": 0,
+                "message": reason,
+                "started_at": now,
+                "finished_at": now,
+                "log_path": log_path,
+                "log_bytes": log_bytes,
+                "log_lines": log_lines,
+                "log_index": json.dumps(list(log_index)),
+            },
         )
         conn.execute(
-            update(run_jobs)
-            .where(run_jobs.c.run_id == run_id, run_jobs.c.job_id == job_id)
-            .values(
-                status="passed",
-                reason=reason,
-                attempts=1,
-                started_at=now,
-                finished_at=now,
-                outputs=json.dumps(dict(outputs), sort_keys=True),
-                artifacts=artifacts,
-                cache_key=cache_key,
-                cached=True,
-            )
+            _FINISH_CACHED_JOB,
+            {
+                "the_run": run_id,
+                "the_job": job_id,
+                "status": "passed",
+                "reason": reason,
+                "attempts": 1,
+                "started_at": now,
+                "finished_at": now,
+                "outputs": json.dumps(dict(outputs), sort_keys=True),
+                "artifacts": artifacts,
+                "cache_key": cache_key,
+                "cached": True,
+            },
         )
+
+
+# Built once: a cache hit is recorded per job, and building statements costs more than running
+# them (parameters are bound at execution).
+_INSERT_ATTEMPT = job_attempts.insert()
+_FINISH_CACHED_JOB = update(run_jobs).where(
+    run_jobs.c.run_id == bindparam("the_run"), run_jobs.c.job_id == bindparam("the_job")
+)
 
 
 def attempt_started(store: Store, run_id: int, job_id: str, attempt: int, log_path: str) -> None:

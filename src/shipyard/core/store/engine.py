@@ -9,6 +9,7 @@ no table but the ones Alembic keeps; repository functions live beside the domain
 from __future__ import annotations
 
 import fcntl
+import weakref
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,6 +83,7 @@ class Store:
         self.url = parse_url(url) if isinstance(url, str) else url
         self._lock_path = lock_path
         self.engine = self._create_engine()
+        _ENGINES.add(self.engine)
 
     @property
     def dialect(self) -> str:
@@ -214,6 +216,17 @@ class Store:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+"""The engines of every store made in this process and not yet collected (an engine lives in
+reference cycles, so it outlives its store until a garbage collection)."""
+
+
+def close_all() -> None:
+    """Close the pooled connections of every store of this process (at its exit)."""
+    for engine in list(_ENGINES):
+        engine.dispose()
 
 
 def _script_directory() -> ScriptDirectory:
