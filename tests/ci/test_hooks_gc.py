@@ -102,6 +102,76 @@ def test_a_bare_repository_gets_a_post_receive_hook(project: Project, tmp_path: 
     assert listed[0]["branch"] == "main"
 
 
+def _releases(cwd: Path) -> list[dict[str, object]]:
+    listed = run_cli("releases", "list", "--json", cwd=cwd)
+    value = json.loads(listed.stdout or "[]")
+    assert isinstance(value, list)
+    return value
+
+
+@pytest.fixture
+def signing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A private place for signing keys, seen by the hooks' background processes too."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("SHIPYARD_USER", "flow@example.com")
+
+
+@pytest.mark.usefixtures("signing")
+def test_the_flow_hook_releases_commits_on_release_branches_and_runs_the_others(
+    project: Project,
+) -> None:
+    assert run_cli("keys", "generate", cwd=project.path).code == 0
+    installed = run_cli("hook", "install", "--flow", "--json", cwd=project.path)
+    assert installed.code == 0, installed.output
+    assert json.loads(installed.stdout)["release_branches"] == ["main"]
+    pipeline = "jobs:\n  build: {run: echo built $SHIPYARD_VERSION}\n"
+    released = project.commit(pipeline, message="feat: ship it")
+    _wait(lambda: any(r["status"] == "published" for r in _releases(project.path)))
+    record = _releases(project.path)[0]
+    assert (record["version"], record["commit"]) == ("0.1.0", released)
+    assert git(project.path, "rev-list", "-n1", "v0.1.0").strip() == released
+    run = _runs(project)[0]
+    assert (run.commit, run.event, run.status) == (released, "release", "passed")
+    assert "built 0.1.0" in project.log(run.id, "build")
+
+    git(project.path, "checkout", "-q", "-b", "topic")
+    topic = project.commit("jobs:\n  build: {run: echo topic}\n", message="feat: not yet")
+    _wait(lambda: any(r.commit == topic and r.finished for r in _runs(project)))
+    assert next(r for r in _runs(project) if r.commit == topic).event == "hook"
+    assert len(_releases(project.path)) == 1  # a topic branch is built, never released
+
+
+def test_flow_options_are_checked(project: Project) -> None:
+    wrong = run_cli("hook", "install", "--branch", "main", cwd=project.path)
+    assert wrong.code == 2 and "--flow" in wrong.output
+    bad = run_cli("hook", "install", "--flow", "--branch", "no good..name", cwd=project.path)
+    assert bad.code == 2 and "not a valid branch name" in bad.output
+    git(project.path, "checkout", "-q", "--detach")
+    detached = run_cli("hook", "install", "--flow", cwd=project.path)
+    assert detached.code == 2 and "--flow --branch" in detached.output
+    assert not (project.path / ".git" / "hooks" / "post-commit").exists()
+
+
+@pytest.mark.usefixtures("signing")
+def test_the_flow_hook_of_a_bare_repository_releases_what_is_pushed(
+    project: Project, tmp_path: Path
+) -> None:
+    project.commit("jobs:\n  build: {run: echo built}\n")
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(project.path), str(bare))
+    assert run_cli("keys", "generate", cwd=bare).code == 0
+    installed = run_cli("hook", "install", "--flow", "--json", cwd=bare)
+    assert json.loads(installed.stdout)["release_branches"] == ["main"]
+    git(project.path, "remote", "add", "origin", str(bare))
+    pushed = project.commit("jobs:\n  build: {run: echo built}\n", message="feat: push me")
+    git(project.path, "push", "-q", "origin", "main")
+    _wait(lambda: any(r["status"] == "published" for r in _releases(bare)))
+    record = _releases(bare)[0]
+    assert (record["version"], record["commit"]) == ("0.1.0", pushed)
+    assert git(bare, "rev-list", "-n1", "v0.1.0").strip() == pushed
+    assert run_cli("verify", "0.1.0", cwd=bare).code == 0
+
+
 def test_gc_frees_what_it_said_and_keeps_what_is_referenced(project: Project) -> None:
     project.commit("""
         jobs:

@@ -229,3 +229,51 @@ def test_release_commit_puts_the_version_in_a_commit_of_its_own(project: Path) -
     assert run_cli("verify", "0.1.0", cwd=project).code == 0
     again = _release(project)
     assert json.loads(again.stdout)["released"] is False  # the release commit makes no release
+
+
+def test_a_named_commit_is_released_from_its_own_tree(project: Path) -> None:
+    first = git(project, "rev-parse", "HEAD").strip()
+    git(project, "commit", "-q", "--allow-empty", "-m", "feat: a later feature")
+    (project / "pyproject.toml").write_text("uncommitted edits do not matter here\n")
+    result = _release(project, "--commit", first)
+    assert result.code == 0, result.output
+    record = json.loads(result.stdout)["release"]
+    assert (record["version"], record["commit"]) == ("0.1.0", first)
+    assert "later feature" not in record["changelog"]
+    assert git(project, "rev-list", "-n1", "v0.1.0").strip() == first
+    with tarfile.open(_blob(project, record["bundle"])) as bundle:
+        pyproject = bundle.extractfile("relapp-0.1.0/pyproject.toml")
+        assert pyproject is not None
+        assert 'version = "0.1.0"' in pyproject.read().decode()  # the commit's file, bumped
+
+
+def test_a_commit_its_branch_has_moved_past_is_not_released(project: Path) -> None:
+    first = git(project, "rev-parse", "HEAD").strip()
+    git(project, "commit", "-q", "--allow-empty", "-m", "feat: a later feature")
+    result = _release(project, "--commit", first, "--branch", "main")
+    assert result.code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert outcome["released"] is False
+    assert "main has moved on" in outcome["reason"]
+    assert git(project, "tag", "-l") == ""
+    git(project, "branch", "other", first)
+    git(project, "checkout", "-q", "--orphan", "unrelated")
+    git(project, "commit", "-q", "--allow-empty", "-m", "feat: unrelated history")
+    wrong = _release(project, "--commit", first, "--branch", "unrelated")
+    assert wrong.code == 2
+    assert "is not on the branch unrelated" in json.loads(wrong.stdout)["error"]["message"]
+    unknown = _release(project, "--commit", "no-such-ref")
+    assert unknown.code == 2
+    assert "not a commit" in json.loads(unknown.stdout)["error"]["message"]
+
+
+def test_release_commit_can_only_release_head(project: Path) -> None:
+    (project / "shipyard.yaml").write_text(PIPELINE + "  commit: true\n")
+    git(project, "commit", "-q", "-am", "feat: commit the version")
+    first = git(project, "rev-parse", "HEAD").strip()
+    git(project, "commit", "-q", "--allow-empty", "-m", "fix: later")
+    result = _release(project, "--commit", first)
+    assert result.code == 2
+    assert "only HEAD can be released" in json.loads(result.stdout)["error"]["message"]
+    assert git(project, "tag", "-l") == ""
+    assert json.loads(run_cli("runs", "list", "--json", cwd=project).stdout) == []

@@ -2,7 +2,10 @@
 
 A non-bare repository gets a ``post-commit`` hook, a bare one a ``post-receive`` hook. The
 hook only starts a detached ``shipyard run`` and returns, so a commit or a push is never
-slowed by the pipeline. A hook that is not Shipyard's is never overwritten silently.
+slowed by the pipeline. With release branches (``--flow``), a new commit on one of them goes
+through the whole release flow instead (``shipyard release --commit``: version, pipeline,
+gates, signed release, tag, deployment to the environments marked auto). A hook that is not
+Shipyard's is never overwritten silently.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import os
 import shlex
 import stat
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipyard.core.errors import ArgumentError
+from shipyard.core.errors import ArgumentError, GitError
 from shipyard.core.git import Git
 
 MARKER = "# shipyard: managed hook"
@@ -55,8 +59,13 @@ def hook_file(git: Git) -> HookFile:
     return HookFile(path=folder / kind, kind=kind)
 
 
-def install(git: Git, *, state_root: Path, force: bool = False) -> HookFile:
-    """Write the hook; an existing foreign hook is kept and chained only with ``force``."""
+def install(
+    git: Git, *, state_root: Path, force: bool = False, release_branches: Sequence[str] = ()
+) -> HookFile:
+    """Write the hook; an existing foreign hook is kept and chained only with ``force``.
+    Commits on ``release_branches`` are released, the others run."""
+    for branch in release_branches:
+        _check_branch_name(git, branch)
     hook = hook_file(git)
     if hook.path.exists() and not hook.is_ours():
         if not force:
@@ -67,7 +76,7 @@ def install(git: Git, *, state_root: Path, force: bool = False) -> HookFile:
             )
         hook.path.replace(hook.backup)
     hook.path.parent.mkdir(parents=True, exist_ok=True)
-    hook.path.write_text(_script(hook, state_root), encoding="utf-8")
+    hook.path.write_text(_script(hook, state_root, release_branches), encoding="utf-8")
     hook.path.chmod(hook.path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return hook
 
@@ -83,18 +92,37 @@ def uninstall(git: Git) -> HookFile | None:
     return hook
 
 
-def _script(hook: HookFile, state_root: Path) -> str:
+def _check_branch_name(git: Git, branch: str) -> None:
+    try:
+        git.run("check-ref-format", "--branch", branch)
+    except GitError as error:
+        raise ArgumentError(
+            f"--branch {branch!r} is not a valid branch name",
+            hint="name a branch such as main or release/1.x",
+        ) from error
+
+
+def _script(hook: HookFile, state_root: Path, release_branches: Sequence[str]) -> str:
     python = shlex.quote(sys.executable)
     logs = shlex.quote(str(state_root / "logs" / "hooks"))
     chained = ""
     if hook.backup.exists():
         saved = shlex.quote(str(hook.backup))
         chained = f'input=$(cat)\nprintf "%s\\n" "$input" | {saved} "$@" || exit $?\n'
-    start = (
-        f"mkdir -p {logs}\n"
-        f'start() {{ nohup {python} -m shipyard run "$1" --event hook --branch "$2" '
-        f'--json >> {logs}/"$1".log 2>&1 < /dev/null & }}\n'
-    )
+    detach = f'>> {logs}/"$1".log 2>&1 < /dev/null &'
+    run = f'nohup {python} -m shipyard run "$1" --event hook --branch "$2" --json {detach}'
+    if release_branches:
+        release = f'nohup {python} -m shipyard release --commit "$1" --branch "$2" --json {detach}'
+        start = (
+            f"mkdir -p {logs}\n"
+            f"release_branches={shlex.quote(' '.join(release_branches))}\n"
+            'start() {\n  case " $release_branches " in\n'
+            f'    *" $2 "*) {release} ;;\n'
+            f"    *) {run} ;;\n"
+            "  esac\n}\n"
+        )
+    else:
+        start = f"mkdir -p {logs}\nstart() {{ {run} }}\n"
     if hook.kind == "post-commit":
         body = (
             "sha=$(git rev-parse HEAD) || exit 0\n"
@@ -112,7 +140,7 @@ def _script(hook: HookFile, state_root: Path) -> str:
         )
     return (
         f"#!/bin/sh\n{MARKER} ({hook.kind}); remove with 'shipyard hook uninstall'.\n"
-        f"# It starts a Shipyard run in the background and returns at once.\n"
+        f"# It starts a Shipyard run (or release) in the background and returns at once.\n"
         f"unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE\n{chained}{start}{body}exit 0\n"
     )
 

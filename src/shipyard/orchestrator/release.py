@@ -9,9 +9,11 @@ check that can fail runs before anything is written.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -27,7 +29,7 @@ from shipyard.ci.artifacts import load_set
 from shipyard.ci.runner import RunRequest, execute, prepare_run
 from shipyard.ci.scheduler import RunObserver
 from shipyard.core.blobs import BlobStore
-from shipyard.core.config import LoadedConfig, find_config, load_text
+from shipyard.core.config import CONFIG_FILE_NAME, LoadedConfig, find_config, load_text
 from shipyard.core.errors import ArgumentError, CheckFailed, ConfigError, GitError, UserError
 from shipyard.core.git import Git
 from shipyard.core.state import StateDir
@@ -59,6 +61,10 @@ class ReleaseRequest:
     concurrency: int | None = None
     config_file: Path | None = None
     deploy: bool = True
+    commit: str | None = None
+    """Release this commit instead of HEAD (from its own tree: the working tree is not used)."""
+    branch: str | None = None
+    """The branch the commit is on; if the branch has moved past it, nothing is released."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,7 @@ class _Project:
     project_dir: str
     head: str
     branch: str | None
+    bare: bool = False
 
 
 def release(
@@ -115,7 +122,29 @@ def release(
     request: ReleaseRequest,
     observer: RunObserver | None = None,
 ) -> ReleaseOutcome:
-    """Cut a release of the project at ``cwd`` (or say why not); see the module docstring."""
+    """Cut a release of the project at ``cwd`` (or say why not); see the module docstring.
+
+    Releases of one state directory are cut one at a time: a second waits for the first (a
+    dry run, which writes nothing, does not wait)."""
+    if request.dry_run:
+        return _release(
+            cwd, state=state, store=store, actor=actor, request=request, observer=observer
+        )
+    with _one_at_a_time(state):
+        return _release(
+            cwd, state=state, store=store, actor=actor, request=request, observer=observer
+        )
+
+
+def _release(
+    cwd: Path,
+    *,
+    state: StateDir,
+    store: Store,
+    actor: str,
+    request: ReleaseRequest,
+    observer: RunObserver | None,
+) -> ReleaseOutcome:
     project = _project(cwd, request)
     git, model = project.git, project.loaded.model
     blobs = BlobStore.for_state(state)
@@ -128,6 +157,7 @@ def release(
         project_dir=project.project_dir,
         branch=project.branch,
         prerelease=request.prerelease,
+        ref=project.head,
     )
     base = ReleaseOutcome(
         released=False,
@@ -137,18 +167,31 @@ def release(
         commit=project.head,
         reconciled=reconciled,
     )
+    moved = _moved_on(git, project, request)
+    if moved is not None:
+        return replace(base, reason=moved)
     if plan.version is None:
         reason = plan.next.reasons[-1] if plan.next.reasons else "no commit calls for a release"
         return replace(base, reason=reason)
     if request.dry_run:
         return replace(base, reason=f"dry run: would release {plan.version}")
-    if git.is_dirty():
+    settings = planning.settings(model.release)
+    if settings.commit and (project.bare or request.commit is not None):
+        head = None if project.bare else git.find_commit("HEAD")
+        if head != project.head:
+            raise ArgumentError(
+                "release.commit writes the release commit on the checked-out branch, "
+                f"so only HEAD can be released, not {project.head[:12]}",
+                hint="check the commit out in a working tree and release from there, "
+                "or set release.commit to false",
+            )
+    if (request.commit is None or settings.commit) and not project.bare and git.is_dirty():
         raise UserError(
             "the working tree has uncommitted changes; a release is cut from a commit",
-            hint="commit or stash them, then run 'shipyard release' again",
+            hint="commit or stash them, then run 'shipyard release' again "
+            "(or name the commit with --commit)",
         )
     signer = Keyring.for_state(state).signer()  # a missing key stops us before anything runs
-    settings = planning.settings(model.release)
     tag = settings.tag_format.replace("{version}", plan.version)
     _check_unused(store, git, model.project, plan.version, tag, request.tag)
     files = version_file_contents(
@@ -237,20 +280,77 @@ def release(
 
 def _project(cwd: Path, request: ReleaseRequest) -> _Project:
     git = Git(cwd)
-    toplevel = git.toplevel()
-    head = git.resolve_commit("HEAD")
-    path = (request.config_file or find_config(cwd, stop=toplevel)).resolve()
+    bare = git.is_bare()
+    ref = request.commit or "HEAD"
     try:
-        relative = PurePosixPath(path.relative_to(toplevel.resolve()).as_posix())
-    except ValueError as error:
-        raise ConfigError(f"{path} is outside the repository {toplevel}") from error
+        head = git.resolve_commit(ref)
+    except GitError as error:
+        raise ArgumentError(
+            f"{ref!r} is not a commit of this repository",
+            hint="name a branch, tag or commit that exists ('git log --oneline' shows them)",
+        ) from error
+    if bare:
+        relative = PurePosixPath(
+            request.config_file.as_posix() if request.config_file else CONFIG_FILE_NAME
+        )
+        if relative.is_absolute() or ".." in relative.parts:
+            raise ArgumentError(
+                f"--file {relative}: in a bare repository the configuration is named by its "
+                "path inside the commit",
+                hint=f"give a relative path such as {CONFIG_FILE_NAME}",
+            )
+    else:
+        toplevel = git.toplevel()
+        path = (request.config_file or find_config(cwd, stop=toplevel)).resolve()
+        try:
+            relative = PurePosixPath(path.relative_to(toplevel.resolve()).as_posix())
+        except ValueError as error:
+            raise ConfigError(f"{path} is outside the repository {toplevel}") from error
     try:
         content = git.run_bytes("show", f"{head}:{relative}")
     except GitError as error:
-        raise ConfigError(f"{relative} is not committed", hint="commit it first") from error
+        raise ConfigError(
+            f"{relative} is not committed in {head[:12]}", hint="commit it first"
+        ) from error
     loaded = load_text(content, f"{relative} (in {head[:12]})")
     project_dir = "" if str(relative.parent) == "." else str(relative.parent)
-    return _Project(git, loaded, relative, project_dir, head, git.current_branch())
+    branch = request.branch
+    if branch is None and (request.commit is None or git.find_commit("HEAD") == head):
+        branch = git.current_branch()
+    return _Project(git, loaded, relative, project_dir, head, branch, bare)
+
+
+def _moved_on(git: Git, project: _Project, request: ReleaseRequest) -> str | None:
+    """Why nothing is released when the named branch has moved past the named commit (its
+    newer commit gets a release of its own), or None."""
+    if request.commit is None or request.branch is None:
+        return None
+    tip = git.find_commit(f"refs/heads/{request.branch}")
+    if tip is None:
+        raise ArgumentError(
+            f"--branch {request.branch!r} is not a branch of this repository",
+            hint="name the branch the commit is on",
+        )
+    if tip == project.head:
+        return None
+    if not git.is_ancestor(project.head, tip):
+        raise ArgumentError(
+            f"{project.head[:12]} is not on the branch {request.branch}",
+            hint="name the branch the commit is on, or drop --branch",
+        )
+    return f"{request.branch} has moved on to {tip[:12]}; its newest commit is released instead"
+
+
+@contextmanager
+def _one_at_a_time(state: StateDir) -> Iterator[None]:
+    """Hold the state directory's release lock (an flock: a crash releases it)."""
+    state.ensure()
+    with (state.root / "release.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 RELEASE_COMMIT = "chore(release): {version}"
@@ -322,7 +422,8 @@ def _passed_run(
         run = runs.get_run(store, request.run_id)
         if run.commit != project.head:
             raise ArgumentError(
-                f"run #{run.id} ran {run.commit[:12]}, not HEAD ({project.head[:12]})",
+                f"run #{run.id} ran {run.commit[:12]}, not the commit released "
+                f"({project.head[:12]})",
                 hint="release the commit it ran, or run the pipeline again",
             )
         if run.status != "passed":
@@ -377,7 +478,10 @@ def _unpack(bundle_path: Path, tree: Path, project: _Project, version: str) -> P
 
 
 def _source_dir(project: _Project) -> Path:
-    """The project's folder in the working tree (settings' relative paths resolve here)."""
+    """The project's folder in the working tree (settings' relative paths resolve here); in a
+    bare repository, which has none, the repository itself."""
+    if project.bare:
+        return project.git.common_dir()
     return project.git.toplevel() / project.project_dir
 
 
@@ -437,4 +541,4 @@ def _text_at(git: Git, commit: str, path: str) -> str | None:
 
 def _repository(git: Git) -> str:
     remote = git.config_get("remote.origin.url")
-    return remote or f"file://{git.toplevel()}"
+    return remote or f"file://{git.common_dir() if git.is_bare() else git.toplevel()}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -12,8 +13,8 @@ from shipyard.cli.live import JobLines
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
 from shipyard.core.blobs import BlobStore
-from shipyard.core.config import find_config, load_config
-from shipyard.core.errors import ArgumentError
+from shipyard.core.config import CONFIG_FILE_NAME, find_config, load_config, load_text
+from shipyard.core.errors import ArgumentError, ConfigError, GitError
 from shipyard.core.git import Git
 from shipyard.orchestrator.release import ReleaseRequest
 from shipyard.orchestrator.release import release as cut_release
@@ -57,10 +58,28 @@ def release(
         bool, typer.Option("--no-deploy", help="Do not deploy to the environments marked auto.")
     ] = False,
     jobs: Annotated[int | None, typer.Option("-j", "--jobs", min=1)] = None,
+    commit: Annotated[
+        str | None,
+        typer.Option(
+            "--commit",
+            metavar="REF",
+            help="Release this commit instead of HEAD, from its own tree (the working tree "
+            "is not used).",
+        ),
+    ] = None,
+    branch: Annotated[
+        str | None,
+        typer.Option(
+            "--branch",
+            metavar="NAME",
+            help="The branch the commit is on (for channels); if it has moved past the "
+            "commit, nothing is released.",
+        ),
+    ] = None,
     file: FileOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Release HEAD: next version, pipeline, gates, signed bundle, changelog and tag."""
+    """Release HEAD (or --commit): next version, pipeline, gates, signed bundle, changelog, tag."""
     out = Output(json_mode=json_)
     ctx = Context()
     overrides = dict.fromkeys(override or (), reason or "")
@@ -76,6 +95,8 @@ def release(
         concurrency=jobs,
         config_file=file,
         deploy=not no_deploy,
+        commit=commit,
+        branch=branch,
     )
     outcome = cut_release(
         Path.cwd(),
@@ -291,4 +312,19 @@ def _plan(file: Path | None, prerelease: str | None) -> tuple[planning.VersionPl
 
 
 def _project_name(file: Path | None, ctx: Context) -> str:
-    return load_config(file or find_config(ctx.cwd, stop=ctx.state.repo_root)).project
+    state = ctx.state
+    if file is None and state.repo_root is None and state.git_common_dir is not None:
+        # A bare repository has no working tree: its HEAD commit's configuration names it.
+        git = Git(state.git_common_dir)
+        head = git.find_commit("HEAD")
+        content = None
+        if head is not None:
+            with contextlib.suppress(GitError):
+                content = git.run_bytes("show", f"{head}:{CONFIG_FILE_NAME}")
+        if head is None or content is None:
+            raise ConfigError(
+                f"the bare repository {state.git_common_dir} has no {CONFIG_FILE_NAME} at HEAD",
+                hint="push a commit that holds it, or pass --file PATH",
+            )
+        return load_text(content, f"{CONFIG_FILE_NAME} (in {head[:12]})").model.project
+    return load_config(file or find_config(ctx.cwd, stop=state.repo_root)).project
