@@ -37,6 +37,9 @@ def test_requirements_pins_hashes_markers_and_includes(workspace: Path) -> None:
         ("pywin32", "306", "requirements.txt:7"),
         ("Django", "4.2.1", "requirements.txt:8"),
     ]
+    markers = {d.name: d.marker for d in read_dependencies(workspace).dependencies}
+    assert markers["pywin32"] == 'sys_platform == "win32"'
+    assert markers["requests"] is None
 
 
 def test_requirements_that_pin_nothing_are_reported_not_guessed(workspace: Path) -> None:

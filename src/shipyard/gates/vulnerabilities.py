@@ -7,13 +7,20 @@ unreachable data. It reaches advisory sources only through the ``AdvisorySource`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
+
+from packaging.markers import InvalidMarker, Marker
 
 from shipyard.core.config import format_duration
-from shipyard.core.config.gates import IgnoredAdvisory, VulnerabilityGateSettings
+from shipyard.core.config.gates import (
+    IgnoredAdvisory,
+    MarkerVariable,
+    VulnerabilityGateSettings,
+)
 from shipyard.gates.advisories import Advisory, AdvisorySource, PackageVersion, source_named
 from shipyard.gates.advisories.matching import (
     entries_for,
@@ -121,12 +128,15 @@ class VulnerabilityGate(Gate):
                 if note.blocking:
                     continue
             usable.append(source)
-        pinned = [d for d in scan.dependencies if d.version is not None]
+        environment = self.settings.environment
+        dependencies = [d for d in scan.dependencies if for_target(d.marker, environment)]
+        elsewhere = len(scan.dependencies) - len(dependencies)
+        pinned = [d for d in dependencies if d.version is not None]
         queries = {d: PackageVersion(d.ecosystem, d.name, d.version) for d in pinned if d.version}
         candidates = self._candidates(usable, list(dict.fromkeys(queries.values())), findings)
         ignores = {entry.id.upper(): entry for entry in self.settings.ignore}
         used_ignores: set[str] = set()
-        for dependency in scan.dependencies:
+        for dependency in dependencies:
             if dependency.version is None:
                 findings.append(_unpinned(dependency))
                 continue
@@ -143,7 +153,12 @@ class VulnerabilityGate(Gate):
             if entry.until < context.today:
                 findings.append(_expired(entry))
         return _verdict(
-            findings, scan.files, len(scan.dependencies), len(pinned), sbom=context.sbom is not None
+            findings,
+            scan.files,
+            len(dependencies),
+            len(pinned),
+            sbom=context.sbom is not None,
+            elsewhere=elsewhere,
         )
 
     def _freshness(self, source: AdvisorySource, context: GateContext) -> Finding | None:
@@ -381,7 +396,13 @@ def _expired(entry: IgnoredAdvisory) -> Finding:
 
 
 def _verdict(
-    findings: list[Finding], files: Sequence[str], total: int, pinned: int, *, sbom: bool = False
+    findings: list[Finding],
+    files: Sequence[str],
+    total: int,
+    pinned: int,
+    *,
+    sbom: bool = False,
+    elsewhere: int = 0,
 ) -> Verdict:
     if not files:
         findings = [*findings, _nothing_checked()]
@@ -403,9 +424,34 @@ def _verdict(
         parts.append(f"{total - pinned} not pinned")
     if ignored:
         parts.append(f"{ignored} ignored")
+    if elsewhere:
+        parts.append(f"{elsewhere} only for other environments, not checked")
     if not files:
         parts = ["no dependency files found; nothing was checked"]
     return Verdict(status=status, findings=tuple(findings), summary=", ".join(parts))
+
+
+_MARKER_VARIABLES = frozenset(get_args(MarkerVariable)) | {"extra"}
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def for_target(marker: str | None, environment: Mapping[MarkerVariable, str]) -> bool:
+    """Whether a dependency with ``marker`` is installed in the target ``environment``.
+
+    Only a marker whose every variable the environment gives is evaluated; anything else (no
+    environment configured, a variable it does not give, a marker that cannot be evaluated)
+    counts as installed, so that the gate never skips what it cannot rule out."""
+    if not marker or not environment:
+        return True
+    given = {str(name): value for name, value in environment.items()}
+    names = set(_NAME.findall(_QUOTED.sub(" ", marker))) & _MARKER_VARIABLES
+    if not names <= given.keys():
+        return True
+    try:
+        return Marker(marker).evaluate(given)
+    except (InvalidMarker, ValueError, TypeError):
+        return True
 
 
 def _nothing_checked() -> Finding:

@@ -22,6 +22,21 @@ SeverityLevel = Literal["low", "medium", "high", "critical"]
 ADVISORY_SOURCES = ("local", "osv-api")
 """The advisory sources ``gates.vulnerabilities.sources`` may name."""
 
+MarkerVariable = Literal[
+    "os_name",
+    "sys_platform",
+    "platform_machine",
+    "platform_python_implementation",
+    "platform_release",
+    "platform_system",
+    "platform_version",
+    "python_version",
+    "python_full_version",
+    "implementation_name",
+    "implementation_version",
+]
+"""The PEP 508 environment-marker variables a target environment may give."""
+
 _ADVISORY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
@@ -93,6 +108,9 @@ class VulnerabilityGateSettings(StrictModel):
     ignore: tuple[IgnoredAdvisory, ...] = ()
     sources: tuple[SourceName, ...] = ("local",)
     osv_api: OsvApiSettings = Field(default_factory=OsvApiSettings)
+    environment: dict[MarkerVariable, Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=dict
+    )
 
     @model_validator(mode="after")
     def _check(self) -> VulnerabilityGateSettings:

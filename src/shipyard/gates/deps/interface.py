@@ -45,6 +45,8 @@ class Dependency:
     license: str | None = None
     hashes: tuple[str, ...] = ()
     requires: tuple[PackageRef, ...] = ()
+    marker: str | None = None
+    """The PEP 508 environment marker the file gives it (``sys_platform == "win32"``), if any."""
 
     @property
     def location(self) -> str:

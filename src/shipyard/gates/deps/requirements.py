@@ -1,8 +1,9 @@
 """``requirements*.txt``: pip's requirement files, with ``-r`` includes, hashes and markers.
 
 A line pins a version when its only specifier is ``==V`` (or ``===V``) without a wildcard.
-Markers are kept, not evaluated: the gate cannot know which interpreter a release will meet,
-so a dependency for any environment is checked. pip options other than ``-r`` are skipped.
+Markers are kept, not evaluated here: which interpreter a release will meet is the gate's
+setting (``gates.vulnerabilities.environment``), not the reader's. pip options other than
+``-r`` are skipped.
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ def _requirement(line: str, file: str, number: int) -> Dependency:
             f"{file}:{number}: {text!r} is not a requirement: {exc}",
             hint="write a requirement such as 'requests==2.32.3'",
         ) from None
+    marker = str(requirement.marker) if requirement.marker is not None else None
     if requirement.url:
         return Dependency(
             "PyPI",
@@ -153,6 +155,7 @@ def _requirement(line: str, file: str, number: int) -> Dependency:
             number,
             text,
             "installed from a URL, not a registry version",
+            marker=marker,
         )
     specifiers = list(requirement.specifier)
     if (
@@ -168,7 +171,14 @@ def _requirement(line: str, file: str, number: int) -> Dependency:
             )
         )
         return Dependency(
-            "PyPI", requirement.name, specifiers[0].version, file, number, text, hashes=hashes
+            "PyPI",
+            requirement.name,
+            specifiers[0].version,
+            file,
+            number,
+            text,
+            hashes=hashes,
+            marker=marker,
         )
     reason = "no version is given" if not specifiers else f"'{requirement.specifier}' is a range"
-    return Dependency("PyPI", requirement.name, None, file, number, text, reason)
+    return Dependency("PyPI", requirement.name, None, file, number, text, reason, marker=marker)
