@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -145,6 +145,11 @@ class Finding:
         )
 
 
+def count_of(number: int, noun: str) -> str:
+    """``1 file``, ``2 files``: a count for a verdict's summary (plural by a final ``s``)."""
+    return f"{number} {noun}{'s' if number != 1 else ''}"
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What a gate's ``judge`` returns: its status, findings and a one-line summary."""
@@ -152,6 +157,19 @@ class Verdict:
     status: Status
     findings: tuple[Finding, ...] = ()
     summary: str = ""
+
+    @classmethod
+    def of(cls, findings: Sequence[Finding], summary: str) -> Verdict:
+        """The verdict the findings make: fail if one that counts blocks, warn if any counts,
+        else pass."""
+        counted = [f for f in findings if f.counts]
+        if any(f.blocking for f in counted):
+            status = Status.FAIL
+        elif counted:
+            status = Status.WARN
+        else:
+            status = Status.PASS
+        return cls(status=status, findings=tuple(findings), summary=summary)
 
 
 @dataclass(frozen=True)

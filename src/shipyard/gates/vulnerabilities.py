@@ -31,7 +31,11 @@ from shipyard.gates.advisories.matching import (
 )
 from shipyard.gates.advisories.severity import ComputedSeverity, compute_severity
 from shipyard.gates.advisories.versions import version_key
-from shipyard.gates.deps import Dependency, scan_dependencies
+from shipyard.gates.deps import (
+    Dependency,
+    no_dependency_files,
+    scan_dependencies,
+)
 from shipyard.gates.interface import (
     AdvisorySourceError,
     Finding,
@@ -39,7 +43,6 @@ from shipyard.gates.interface import (
     GateContext,
     GateKind,
     Severity,
-    Status,
     Verdict,
     register,
 )
@@ -56,8 +59,6 @@ SOURCE_FAILED = "SHIPYARD-ADVISORY-SOURCE"
 EXPIRED_IGNORE = "SHIPYARD-EXPIRED-IGNORE"
 """The finding id of an ignore entry whose date has passed."""
 
-NO_DEPENDENCIES = "SHIPYARD-NO-DEPENDENCIES"
-"""The finding id of a workspace in which no dependency file was found."""
 
 _ID_PREFERENCE = ("GHSA-", "PYSEC-", "OSV-", "RUSTSEC-", "GO-")
 
@@ -405,14 +406,8 @@ def _verdict(
     elsewhere: int = 0,
 ) -> Verdict:
     if not files:
-        findings = [*findings, _nothing_checked()]
+        findings = [*findings, no_dependency_files("dependency")]
     counted = [f for f in findings if f.counts]
-    if any(f.blocking for f in counted):
-        status = Status.FAIL
-    elif counted:
-        status = Status.WARN
-    else:
-        status = Status.PASS
     vulnerable = [f for f in counted if not f.id.startswith("SHIPYARD-")]
     ignored = len(findings) - len(counted)
     where = files[0] if sbom and files else f"{len(files)} file{'s' if len(files) != 1 else ''}"
@@ -428,7 +423,7 @@ def _verdict(
         parts.append(f"{elsewhere} only for other environments, not checked")
     if not files:
         parts = ["no dependency files found; nothing was checked"]
-    return Verdict(status=status, findings=tuple(findings), summary=", ".join(parts))
+    return Verdict.of(findings, ", ".join(parts))
 
 
 _MARKER_VARIABLES = frozenset(get_args(MarkerVariable)) | {"extra"}
@@ -452,17 +447,6 @@ def for_target(marker: str | None, environment: Mapping[MarkerVariable, str]) ->
         return Marker(marker).evaluate(given)
     except (InvalidMarker, ValueError, TypeError):
         return True
-
-
-def _nothing_checked() -> Finding:
-    return Finding(
-        id=NO_DEPENDENCIES,
-        severity=Severity.INFO,
-        location=".",
-        message="no dependency file was found, so no dependency was checked",
-        remediation="commit a lockfile or requirements file (requirements*.txt, uv.lock, "
-        "poetry.lock, pylock.toml, package-lock.json)",
-    )
 
 
 def _age(seconds: float) -> str:

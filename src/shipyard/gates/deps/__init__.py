@@ -27,6 +27,7 @@ from shipyard.gates.deps.pylock import PylockReader
 from shipyard.gates.deps.pyproject import PyprojectReader
 from shipyard.gates.deps.requirements import RequirementsReader
 from shipyard.gates.deps.uv import UvLockReader
+from shipyard.gates.interface import Finding, Severity
 
 READERS: dict[str, DependencyReader] = {
     reader.name: reader
@@ -46,6 +47,23 @@ _REQUIREMENTS = re.compile(r"requirements[\w.-]*\.(?:txt|in)", re.IGNORECASE)
 _PYLOCK = re.compile(r"pylock(?:\.[^.]+)?\.toml")
 _PYTHON_LOCKS = ("uv.lock", "poetry.lock")
 _SKIPPED_FOLDERS = {"node_modules", "__pycache__", "site-packages", "venv", "env"}
+
+
+NO_DEPENDENCIES = "SHIPYARD-NO-DEPENDENCIES"
+"""The finding id of a workspace in which no dependency file was found."""
+
+
+def no_dependency_files(unchecked: str) -> Finding:
+    """The finding of a workspace without dependency files: no ``unchecked`` (``dependency``,
+    ``license``) was checked."""
+    return Finding(
+        id=NO_DEPENDENCIES,
+        severity=Severity.INFO,
+        location=".",
+        message=f"no dependency file was found, so no {unchecked} was checked",
+        remediation="commit a lockfile or requirements file (requirements*.txt, uv.lock, "
+        "poetry.lock, pylock.toml, package-lock.json)",
+    )
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,19 @@ from typing import Any, ClassVar
 from packaging.version import InvalidVersion, Version
 
 from shipyard.core.config.gates import LicenseGateSettings
-from shipyard.gates.deps import Dependency, scan_dependencies
+from shipyard.gates.deps import (
+    Dependency,
+    no_dependency_files,
+    scan_dependencies,
+)
 from shipyard.gates.interface import (
     Finding,
     Gate,
     GateContext,
     GateKind,
     Severity,
-    Status,
     Verdict,
+    count_of,
     register,
 )
 from shipyard.gates.licenses import DependencyLicense, collect_licenses
@@ -37,9 +41,6 @@ UNKNOWN = "SHIPYARD-LICENSE-UNKNOWN"
 
 VERSION_DIFFERS = "SHIPYARD-LICENSE-VERSION"
 """The finding id of a package installed at another version than the lockfile pins."""
-
-NO_DEPENDENCIES = "SHIPYARD-NO-DEPENDENCIES"
-"""The finding id of a workspace in which no dependency file was found."""
 
 
 @register
@@ -88,7 +89,7 @@ class LicenseGate(Gate):
             counts["denied" if denied else "not allowed"] += 1
             findings.append(_refused(item, decision.culprits, denied=denied))
         if not scan.files:
-            findings.append(_nothing_checked())
+            findings.append(no_dependency_files("license"))
         return _verdict(findings, scan.files, counts)
 
     def _unknown(self, item: DependencyLicense, problem: str | None) -> Finding:
@@ -178,33 +179,12 @@ def _details(item: DependencyLicense) -> dict[str, Any]:
     }
 
 
-def _nothing_checked() -> Finding:
-    return Finding(
-        id=NO_DEPENDENCIES,
-        severity=Severity.INFO,
-        location=".",
-        message="no dependency file was found, so no license was checked",
-        remediation="commit a lockfile or requirements file (requirements*.txt, uv.lock, "
-        "poetry.lock, pylock.toml, package-lock.json)",
-    )
-
-
 def _verdict(findings: list[Finding], files: Sequence[str], counts: dict[str, int]) -> Verdict:
-    if any(f.blocking for f in findings):
-        status = Status.FAIL
-    elif findings:
-        status = Status.WARN
-    else:
-        status = Status.PASS
     total = sum(counts.values())
     if not files:
         summary = "no dependency files found; nothing was checked"
     else:
-        parts = [f"{_count(total, 'package')} in {len(files)} file{'s' if len(files) != 1 else ''}"]
+        parts = [f"{count_of(total, 'package')} in {count_of(len(files), 'file')}"]
         parts += [f"{count} {what}" for what, count in counts.items() if count]
         summary = ", ".join(parts)
-    return Verdict(status=status, findings=tuple(findings), summary=summary)
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'s' if number != 1 else ''}"
+    return Verdict.of(findings, summary)

@@ -18,8 +18,8 @@ from shipyard.gates.interface import (
     GateError,
     GateKind,
     Severity,
-    Status,
     Verdict,
+    count_of,
     register,
 )
 from shipyard.gates.sbom import build_sbom, sbom_summary, validate_sbom
@@ -74,10 +74,10 @@ class SbomGate(Gate):
         if not sbom.components:
             findings.append(_empty())
         summary = (
-            f"CycloneDX 1.6: {_count(sbom.components, 'component')} from "
-            f"{_count(len(sbom.files), 'file')}, {_count(sbom.edges, 'dependency edge')}"
+            f"CycloneDX 1.6: {count_of(sbom.components, 'component')} from "
+            f"{count_of(len(sbom.files), 'file')}, {count_of(sbom.edges, 'dependency edge')}"
         )
-        return _verdict(findings, summary)
+        return Verdict.of(findings, summary)
 
     def _stored(self, context: GateContext) -> Verdict:
         assert context.sbom is not None
@@ -88,13 +88,13 @@ class SbomGate(Gate):
         problems = validate_sbom(document)
         findings = _invalid(problems)
         if problems:
-            return _verdict(findings, "the stored SBOM is not valid CycloneDX 1.6")
+            return Verdict.of(findings, "the stored SBOM is not valid CycloneDX 1.6")
         summary = sbom_summary(document)
-        return _verdict(
+        return Verdict.of(
             findings,
             f"the stored SBOM (CycloneDX {summary['spec_version']}): "
-            f"{_count(summary['components'], 'component')}, "
-            f"{_count(summary['edges'], 'dependency edge')}",
+            f"{count_of(summary['components'], 'component')}, "
+            f"{count_of(summary['edges'], 'dependency edge')}",
         )
 
 
@@ -152,17 +152,3 @@ def _empty() -> Finding:
         message="the SBOM lists no component: no dependency file was found",
         remediation="commit a lockfile or requirements file",
     )
-
-
-def _verdict(findings: list[Finding], summary: str) -> Verdict:
-    if any(f.blocking for f in findings):
-        status = Status.FAIL
-    elif findings:
-        status = Status.WARN
-    else:
-        status = Status.PASS
-    return Verdict(status=status, findings=tuple(findings), summary=summary)
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'s' if number != 1 else ''}"

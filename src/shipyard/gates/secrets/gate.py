@@ -17,7 +17,6 @@ from shipyard.gates.interface import (
     GateContext,
     GateKind,
     Severity,
-    Status,
     Verdict,
     register,
 )
@@ -139,12 +138,6 @@ def _history(problem: str) -> Finding:
 
 
 def _verdict(findings: list[Finding], scan: SecretScan, allowed: int, accepted: int) -> Verdict:
-    if any(f.blocking for f in findings):
-        status = Status.FAIL
-    elif findings:
-        status = Status.WARN
-    else:
-        status = Status.PASS
     secrets = sum(1 for f in findings if f.blocking)
     parts = [f"{scan.files} file{'s' if scan.files != 1 else ''}"]
     if scan.commits is not None:
@@ -158,4 +151,4 @@ def _verdict(findings: list[Finding], scan: SecretScan, allowed: int, accepted: 
         parts.append(f"{scan.binary_files} binary scanned for strings")
     if scan.skipped:
         parts.append(f"{len(scan.skipped)} not scanned")
-    return Verdict(status=status, findings=tuple(findings), summary=", ".join(parts))
+    return Verdict.of(findings, ", ".join(parts))
