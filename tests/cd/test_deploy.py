@@ -220,18 +220,18 @@ def _deployments(site: Site) -> list[dict[str, object]]:
     return value
 
 
-def test_a_killed_driver_is_resumed_and_two_drivers_never_both_drive(site: Site) -> None:
-    assert site.deploy("0.1.0").code == 0
-    url = site.url()
+def _kill_the_driver_of_0_2_0_once_started(site: Site, env: str, *, start_delay: int) -> None:
+    """Release 0.2.0 with instances slow to start, deploy it to ``env`` and ``kill -9`` the
+    driving command as soon as it has started the new instances."""
     site.release("feat: two")
     text = (
         (site.path / "shipyard.yaml")
         .read_text()
-        .replace("instances: 2", "instances: 2\n  env: {APP_START_DELAY: '4'}")
+        .replace("instances: 2", f"instances: 2\n  env: {{APP_START_DELAY: '{start_delay}'}}")
     )
     (site.path / "shipyard.yaml").write_text(text)
     driver = subprocess.Popen(
-        [sys.executable, "-m", "shipyard", "deploy", "0.2.0", "--env", "staging"],
+        [sys.executable, "-m", "shipyard", "deploy", "0.2.0", "--env", env],
         cwd=site.path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -245,6 +245,12 @@ def test_a_killed_driver_is_resumed_and_two_drivers_never_both_drive(site: Site)
     )
     driver.send_signal(signal.SIGKILL)
     driver.wait()
+
+
+def test_a_killed_driver_is_resumed_and_two_drivers_never_both_drive(site: Site) -> None:
+    assert site.deploy("0.1.0").code == 0
+    url = site.url()
+    _kill_the_driver_of_0_2_0_once_started(site, "staging", start_delay=4)
     deployment = next(d for d in _deployments(site) if d["version"] == "0.2.0")
     assert deployment["status"] == "progressing"
     assert versions_seen(url, 10) == Counter({"0.1.0": 10})  # the old one still serves
@@ -270,27 +276,7 @@ def test_a_killed_driver_is_resumed_and_two_drivers_never_both_drive(site: Site)
 
 
 def test_a_resume_after_a_crash_finishes_the_deployment(site: Site) -> None:
-    site.release("feat: two")
-    text = (
-        (site.path / "shipyard.yaml")
-        .read_text()
-        .replace("instances: 2", "instances: 2\n  env: {APP_START_DELAY: '3'}")
-    )
-    (site.path / "shipyard.yaml").write_text(text)
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "shipyard", "deploy", "0.2.0", "--env", "production"],
-        cwd=site.path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ),
-    )
-    _wait(
-        lambda: any(
-            "started" in (d.get("progress") or {}).get("steps", []) for d in _deployments(site)
-        )
-    )
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    _kill_the_driver_of_0_2_0_once_started(site, "production", start_delay=3)
     deployment = _deployments(site)[0]
     resumed = site.cli("deployments", "resume", str(deployment["id"]), "--json")
     assert resumed.code == 0, resumed.output

@@ -103,9 +103,9 @@ def rollback(
     config, current = _environment(ctx, file, env)
     state, version = rollback_target(ctx.store, config.project, env, to)
     target = LocalTarget(ctx.state)
+    settings = settings_of_version(ctx.store, config.project, env, version) or current
     if version == state.warm_version:
-        warm_settings = settings_of_version(ctx.store, config.project, env, version) or current
-        switched = warm_switch(ctx.store, ctx.state, target, state, warm_settings, actor=ctx.actor)
+        switched = warm_switch(ctx.store, ctx.state, target, state, settings, actor=ctx.actor)
         if switched is not None:
             if json_:
                 out.json(switched.as_json())
@@ -115,7 +115,6 @@ def rollback(
                     f"{state.active_version} is kept warm"
                 )
             return
-    settings = settings_of_version(ctx.store, config.project, env, version) or current
     created = request_deploy(
         ctx.store, ctx.state, settings, version, actor=ctx.actor, kind="rollback"
     )
