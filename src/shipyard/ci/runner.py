@@ -32,9 +32,10 @@ from shipyard.ci.scheduler import (
 )
 from shipyard.ci.workspace import RunWorkspace
 from shipyard.core.blobs import BlobStore
-from shipyard.core.config import CONFIG_FILE_NAME, LoadedConfig, find_config, load, load_text
-from shipyard.core.errors import ArgumentError, ConfigError, GitError, NotFoundError
+from shipyard.core.config import LoadedConfig, load
+from shipyard.core.errors import ArgumentError, GitError, NotFoundError
 from shipyard.core.git import Git
+from shipyard.core.repoconfig import config_location, load_committed
 from shipyard.core.secrets import Masker, SecretValue, load_secrets
 from shipyard.core.state import StateDir
 from shipyard.core.store import Store
@@ -125,20 +126,12 @@ def prepare_run(cwd: Path, request: RunRequest, state: StateDir) -> PreparedRun:
             hint="name a branch, tag or commit that exists",
         )
     warnings: list[str] = []
-    if bare:
-        relative = PurePosixPath(
-            request.config_file.as_posix() if request.config_file else CONFIG_FILE_NAME
-        )
+    relative, config_path = config_location(
+        cwd, request.config_file, toplevel=None if bare else toplevel
+    )
+    if config_path is None:
         loaded = _load_from_commit(git, commit, relative)
     else:
-        config_path = (request.config_file or find_config(cwd, stop=toplevel)).resolve()
-        try:
-            relative = PurePosixPath(config_path.relative_to(toplevel.resolve()).as_posix())
-        except ValueError as error:
-            raise ConfigError(
-                f"{config_path} is outside the repository {toplevel}",
-                hint="keep shipyard.yaml inside the repository",
-            ) from error
         if request.worktree:
             loaded = load(config_path)
         else:
@@ -330,14 +323,12 @@ def _reusable(
 
 
 def _load_from_commit(git: Git, commit: str, relative: PurePosixPath) -> LoadedConfig:
-    try:
-        content = git.run_bytes("show", f"{commit}:{relative}")
-    except GitError as error:
-        raise ConfigError(
-            f"{relative} is not in commit {commit[:12]}",
-            hint="commit it first, or run your working tree with 'shipyard run --worktree'",
-        ) from error
-    return load_text(content, f"{relative} (in {commit[:12]})")
+    return load_committed(
+        git,
+        commit,
+        relative,
+        hint="commit it first, or run your working tree with 'shipyard run --worktree'",
+    )
 
 
 def _digest(path: Path) -> str:

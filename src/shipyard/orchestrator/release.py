@@ -29,9 +29,10 @@ from shipyard.ci.artifacts import load_set
 from shipyard.ci.runner import RunRequest, execute, prepare_run
 from shipyard.ci.scheduler import RunObserver
 from shipyard.core.blobs import BlobStore
-from shipyard.core.config import CONFIG_FILE_NAME, LoadedConfig, find_config, load_text
-from shipyard.core.errors import ArgumentError, CheckFailed, ConfigError, GitError, UserError
+from shipyard.core.config import LoadedConfig
+from shipyard.core.errors import ArgumentError, CheckFailed, GitError, UserError
 from shipyard.core.git import Git
+from shipyard.core.repoconfig import config_location, load_committed
 from shipyard.core.state import StateDir
 from shipyard.core.store import Store
 from shipyard.gates.interface import GateContext
@@ -289,30 +290,10 @@ def _project(cwd: Path, request: ReleaseRequest) -> _Project:
             f"{ref!r} is not a commit of this repository",
             hint="name a branch, tag or commit that exists ('git log --oneline' shows them)",
         ) from error
-    if bare:
-        relative = PurePosixPath(
-            request.config_file.as_posix() if request.config_file else CONFIG_FILE_NAME
-        )
-        if relative.is_absolute() or ".." in relative.parts:
-            raise ArgumentError(
-                f"--file {relative}: in a bare repository the configuration is named by its "
-                "path inside the commit",
-                hint=f"give a relative path such as {CONFIG_FILE_NAME}",
-            )
-    else:
-        toplevel = git.toplevel()
-        path = (request.config_file or find_config(cwd, stop=toplevel)).resolve()
-        try:
-            relative = PurePosixPath(path.relative_to(toplevel.resolve()).as_posix())
-        except ValueError as error:
-            raise ConfigError(f"{path} is outside the repository {toplevel}") from error
-    try:
-        content = git.run_bytes("show", f"{head}:{relative}")
-    except GitError as error:
-        raise ConfigError(
-            f"{relative} is not committed in {head[:12]}", hint="commit it first"
-        ) from error
-    loaded = load_text(content, f"{relative} (in {head[:12]})")
+    relative, _ = config_location(
+        cwd, request.config_file, toplevel=None if bare else git.toplevel()
+    )
+    loaded = load_committed(git, head, relative)
     project_dir = "" if str(relative.parent) == "." else str(relative.parent)
     branch = request.branch
     if branch is None and (request.commit is None or git.find_commit("HEAD") == head):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 import typer
@@ -13,9 +12,10 @@ from shipyard.cli.live import JobLines
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
 from shipyard.core.blobs import BlobStore
-from shipyard.core.config import CONFIG_FILE_NAME, find_config, load_config, load_text
-from shipyard.core.errors import ArgumentError, ConfigError, GitError
+from shipyard.core.config import CONFIG_FILE_NAME, find_config, load_config
+from shipyard.core.errors import ArgumentError, ConfigError
 from shipyard.core.git import Git
+from shipyard.core.repoconfig import load_committed
 from shipyard.orchestrator.release import ReleaseRequest
 from shipyard.orchestrator.release import release as cut_release
 from shipyard.release import planning, records
@@ -317,14 +317,12 @@ def _project_name(file: Path | None, ctx: Context) -> str:
         # A bare repository has no working tree: its HEAD commit's configuration names it.
         git = Git(state.git_common_dir)
         head = git.find_commit("HEAD")
-        content = None
-        if head is not None:
-            with contextlib.suppress(GitError):
-                content = git.run_bytes("show", f"{head}:{CONFIG_FILE_NAME}")
-        if head is None or content is None:
+        if head is None:
             raise ConfigError(
-                f"the bare repository {state.git_common_dir} has no {CONFIG_FILE_NAME} at HEAD",
-                hint="push a commit that holds it, or pass --file PATH",
+                f"the bare repository {state.git_common_dir} has no commit yet",
+                hint="push a commit that holds shipyard.yaml, or pass --file PATH",
             )
-        return load_text(content, f"{CONFIG_FILE_NAME} (in {head[:12]})").model.project
+        hint = "push a commit that holds it, or pass --file PATH"
+        relative = PurePosixPath(CONFIG_FILE_NAME)
+        return load_committed(git, head, relative, hint=hint).model.project
     return load_config(file or find_config(ctx.cwd, stop=state.repo_root)).project
