@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from support import run_cli
@@ -56,3 +58,20 @@ def test_an_unreachable_database_is_a_clear_error(repo: Path) -> None:
     assert "127.0.0.1:1" in result.stderr
     assert "pa55word-xyz" not in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_command_works_with_the_garbage_collector_on(repo: Path) -> None:
+    # Start-up turns the collector off while it imports; a long command (a run, a deployment,
+    # the router) that did not get it back would grow without bound.
+    probe = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('collector on:', gc.isenabled()))\n"
+        "from shipyard.cli.app import main\n"
+        "sys.argv = ['shipyard', 'audit', 'verify']\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=repo, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "collector on: True" in result.stdout

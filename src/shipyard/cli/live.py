@@ -1,6 +1,7 @@
 """The live view of a run: a redrawn DAG table on a terminal, one line per event in CI.
 
-It only renders what the scheduler tells it; it never reads the store or the logs itself.
+It only renders what the scheduler tells it; it never reads the store or the logs itself. Rich
+is loaded only for the terminal view.
 """
 
 from __future__ import annotations
@@ -9,16 +10,15 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-
-from rich.console import Group
-from rich.live import Live
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from shipyard.ci.executors import AttemptOutcome
 from shipyard.ci.model import JobSpec, PipelineSpec
 from shipyard.cli.output import Output
+
+if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.live import Live
 
 SYMBOLS = {
     "queued": ("·", "dim"),
@@ -55,6 +55,8 @@ class RunView:
 
     def __enter__(self) -> RunView:
         if not self.out.plain and not self.out.json_mode:
+            from rich.live import Live
+
             self._live = Live(
                 self._render(),
                 console=self.out.console,
@@ -111,6 +113,11 @@ class RunView:
             self.out.stdout.flush()
 
     def _render(self, final: bool = False) -> Group:
+        from rich.console import Group
+        from rich.markup import escape
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(box=None, pad_edge=False, show_header=False)
         table.add_column("", width=1)
         table.add_column("job")

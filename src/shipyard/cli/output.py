@@ -1,7 +1,8 @@
 """How commands print: Rich on a terminal, plain lines in CI or a pipe, JSON with ``--json``.
 
 Commands hand this module finished values (rows, messages, JSON-ready data); it decides the
-form. It never decides exit codes and never formats domain objects itself.
+form. It never decides exit codes and never formats domain objects itself. Rich is loaded only
+when something is drawn with it: plain and JSON output never pay for importing it.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def plain_output(stream: TextIO) -> bool:
@@ -35,20 +36,16 @@ class Output:
 
     def __post_init__(self) -> None:
         self.plain = plain_output(self.stdout)
-        self.console = Console(
-            file=self.stdout,
-            highlight=False,
-            soft_wrap=True,
-            force_terminal=False if self.plain else None,
-            no_color=self.plain,
-        )
-        self.err = Console(
-            file=self.stderr,
-            highlight=False,
-            soft_wrap=True,
-            force_terminal=False if plain_output(self.stderr) else None,
-            no_color=plain_output(self.stderr),
-        )
+
+    @cached_property
+    def console(self) -> Console:
+        """Rich on stdout (a terminal, unless ``plain``)."""
+        return _console(self.stdout, plain=self.plain)
+
+    @cached_property
+    def err(self) -> Console:
+        """Rich on stderr."""
+        return _console(self.stderr, plain=self.plain_stderr)
 
     def json(self, value: Any) -> None:
         """Print one JSON document (the only thing printed on stdout in ``--json`` mode)."""
@@ -59,10 +56,13 @@ class Output:
         """A line of human output; suppressed in ``--json`` mode."""
         if self.json_mode:
             return
-        if self.plain or style is None:
-            self.console.print(escape(text), markup=True)
-        else:
-            self.console.print(f"[{style}]{escape(text)}[/]")
+        if self.plain:
+            self.stdout.write(f"{text}\n")
+            self.stdout.flush()
+            return
+        from rich.markup import escape
+
+        self.console.print(escape(text) if style is None else f"[{style}]{escape(text)}[/]")
 
     def success(self, text: str) -> None:
         """A line saying something worked."""
@@ -72,8 +72,11 @@ class Output:
         """A warning, on stderr so that it never mixes with data on stdout."""
         if self.plain_stderr:
             self.stderr.write(f"warning: {text}\n")
-        else:
-            self.err.print(f"[yellow]warning:[/] {escape(text)}")
+            self.stderr.flush()
+            return
+        from rich.markup import escape
+
+        self.err.print(f"[yellow]warning:[/] {escape(text)}")
 
     @property
     def plain_stderr(self) -> bool:
@@ -88,6 +91,8 @@ class Output:
                 self.stderr.write(f"  hint: {hint}\n")
             self.stderr.flush()
             return
+        from rich.markup import escape
+
         self.err.print(f"[bold red]error:[/] {escape(message)}")
         if hint:
             self.err.print(f"  [dim]hint:[/] {escape(hint)}")
@@ -112,9 +117,24 @@ class Output:
                 self.stdout.write(text.rstrip() + "\n")
             self.stdout.flush()
             return
+        from rich.markup import escape
+        from rich.table import Table
+
         table = Table(title=title, title_justify="left")
         for column in columns:
             table.add_column(column)
         for row in cells:
             table.add_row(*(escape(v) for v in row))
         self.console.print(table)
+
+
+def _console(stream: TextIO, *, plain: bool) -> Console:
+    from rich.console import Console
+
+    return Console(
+        file=stream,
+        highlight=False,
+        soft_wrap=True,
+        force_terminal=False if plain else None,
+        no_color=plain,
+    )
