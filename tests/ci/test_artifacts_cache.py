@@ -162,6 +162,28 @@ def test_an_unchanged_rerun_is_served_from_the_cache(project: Project) -> None:
     assert not any(j.cached for j in jobs.values())
 
 
+def test_jobs_the_cache_holds_are_served_without_waiting_for_a_free_slot(
+    project: Project,
+) -> None:
+    # One job at a time: a job that really runs holds the only slot, and the jobs the cache
+    # holds (with a dependent of theirs) are served before it even starts, not after it.
+    project.commit("""
+        jobs:
+          slow: {run: echo slow, cache: false}
+          fast: {run: echo fast}
+          after-fast: {needs: [fast], run: echo after}
+    """)
+    project.run(concurrency=1)
+    run, jobs = project.run(concurrency=1)
+    assert run.status == "passed"
+    assert jobs["fast"].cached and jobs["after-fast"].cached and not jobs["slow"].cached
+    slow_started = jobs["slow"].started_at
+    assert slow_started is not None
+    for served in ("fast", "after-fast"):
+        finished = jobs[served].finished_at
+        assert finished is not None and finished <= slow_started
+
+
 @pytest.mark.parametrize("change", ["input", "env", "unrelated-untracked"])
 def test_the_cache_is_invalidated_by_what_jobs_depend_on(project: Project, change: str) -> None:
     project.commit(CACHED, files={"src.txt": "one\n"})

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Row, bindparam, delete, func, select, update
 
 from shipyard.ci.expressions import path_matches
 from shipyard.ci.model import JobSpec
@@ -120,6 +120,10 @@ class InputIndex:
             self._digests[key] = self._compute(patterns)
         return self._digests[key]
 
+    def known(self, patterns: Sequence[str] | None) -> str | None:
+        """The digest of ``patterns`` if it was computed already, else None."""
+        return self._digests.get(None if patterns is None else tuple(patterns))
+
     def _compute(self, patterns: Sequence[str] | None) -> str:
         chosen = sorted(
             path
@@ -181,27 +185,32 @@ class JobCache:
         body = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
         return hmac.new(self._key, body, hashlib.sha256).hexdigest()
 
-    def lookup(self, key: str) -> CacheEntry | None:
-        """The entry for a key whose blobs are all present, or None (``touch`` marks use)."""
+    def lookup(self, keys: Sequence[str]) -> dict[str, CacheEntry]:
+        """The entries of those keys whose blobs are all present, in one read (``touch``
+        marks their use); an entry that lost a blob is dropped."""
+        rows: list[Row[Any]] = []
         with self.store.read() as conn:
-            row = conn.execute(_ENTRY, {"the_key": key}).first()
-        if row is None:
-            return None
-        entry = CacheEntry(
-            key=row.key,
-            job_id=row.job_id,
-            run_id=int(row.run_id),
-            artifacts=row.artifacts,
-            log=row.log,
-            outputs=json.loads(row.outputs),
-            size_bytes=int(row.size_bytes),
-        )
-        if not self.blobs.exists(entry.log) or (
-            entry.artifacts is not None and not self.blobs.exists(entry.artifacts)
-        ):
-            self.forget(key)
-            return None
-        return entry
+            for start in range(0, len(keys), _KEYS_PER_QUERY):
+                chunk = list(keys[start : start + _KEYS_PER_QUERY])
+                rows += conn.execute(_ENTRIES, {"the_keys": chunk}).all()
+        found: dict[str, CacheEntry] = {}
+        for row in rows:
+            entry = CacheEntry(
+                key=row.key,
+                job_id=row.job_id,
+                run_id=int(row.run_id),
+                artifacts=row.artifacts,
+                log=row.log,
+                outputs=json.loads(row.outputs),
+                size_bytes=int(row.size_bytes),
+            )
+            if not self.blobs.exists(entry.log) or (
+                entry.artifacts is not None and not self.blobs.exists(entry.artifacts)
+            ):
+                self.forget(entry.key)
+                continue
+            found[entry.key] = entry
+        return found
 
     def save(
         self,
@@ -294,5 +303,10 @@ def tool_versions(commands: Sequence[str], cwd: Path, env: Mapping[str, str]) ->
     return versions
 
 
-_ENTRY = select(cache_entries).where(cache_entries.c.key == bindparam("the_key"))
-"""One entry by key; built once, as every job of a run looks its key up."""
+_ENTRIES = select(cache_entries).where(
+    cache_entries.c.key.in_(bindparam("the_keys", expanding=True))
+)
+"""Entries by key; built once, as every run looks its jobs' keys up."""
+
+_KEYS_PER_QUERY = 500
+"""Keys per query: well under SQLite's limit on bound parameters."""

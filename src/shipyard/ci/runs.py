@@ -333,60 +333,71 @@ def job_finished(
         )
 
 
-def record_cached(
-    store: Store,
-    run_id: int,
-    job_id: str,
-    *,
-    log_path: str,
-    log_bytes: int,
-    log_lines: int,
-    log_index: Sequence[int],
-    reason: str,
-    outputs: Mapping[str, str],
-    artifacts: str | None,
-    cache_key: str,
-) -> None:
-    """Record a job served from the cache: one passed attempt and the job, in one write."""
+@dataclass(frozen=True)
+class CachedJob:
+    """A job served from the cache, as recorded: its replayed log and what it left behind."""
+
+    job_id: str
+    log_path: str
+    log_bytes: int
+    log_lines: int
+    log_index: Sequence[int]
+    reason: str
+    outputs: Mapping[str, str]
+    artifacts: str | None
+    cache_key: str
+
+
+def record_cached(store: Store, run_id: int, served: Sequence[CachedJob]) -> None:
+    """Record jobs served from the cache: for each, one passed attempt and the job, all of
+    them in one write."""
+    if not served:
+        return
     now = datetime.now(UTC)
     with store.write() as conn:
         conn.execute(
             _INSERT_ATTEMPT,
-            {
-                "run_id": run_id,
-                "job_id": job_id,
-                "attempt": 1,
-                "status": "passed",
-                "exit_code": 0,
-                "message": reason,
-                "started_at": now,
-                "finished_at": now,
-                "log_path": log_path,
-                "log_bytes": log_bytes,
-                "log_lines": log_lines,
-                "log_index": json.dumps(list(log_index)),
-            },
+            [
+                {
+                    "run_id": run_id,
+                    "job_id": job.job_id,
+                    "attempt": 1,
+                    "status": "passed",
+                    "exit_code": 0,
+                    "message": job.reason,
+                    "started_at": now,
+                    "finished_at": now,
+                    "log_path": job.log_path,
+                    "log_bytes": job.log_bytes,
+                    "log_lines": job.log_lines,
+                    "log_index": json.dumps(list(job.log_index)),
+                }
+                for job in served
+            ],
         )
         conn.execute(
             _FINISH_CACHED_JOB,
-            {
-                "the_run": run_id,
-                "the_job": job_id,
-                "status": "passed",
-                "reason": reason,
-                "attempts": 1,
-                "started_at": now,
-                "finished_at": now,
-                "outputs": json.dumps(dict(outputs), sort_keys=True),
-                "artifacts": artifacts,
-                "cache_key": cache_key,
-                "cached": True,
-            },
+            [
+                {
+                    "the_run": run_id,
+                    "the_job": job.job_id,
+                    "status": "passed",
+                    "reason": job.reason,
+                    "attempts": 1,
+                    "started_at": now,
+                    "finished_at": now,
+                    "outputs": json.dumps(dict(job.outputs), sort_keys=True),
+                    "artifacts": job.artifacts,
+                    "cache_key": job.cache_key,
+                    "cached": True,
+                }
+                for job in served
+            ],
         )
 
 
-# Built once: a cache hit is recorded per job, and building statements costs more than running
-# them (parameters are bound at execution).
+# Built once: building statements costs more than running them (parameters are bound at
+# execution).
 _INSERT_ATTEMPT = job_attempts.insert()
 _FINISH_CACHED_JOB = update(run_jobs).where(
     run_jobs.c.run_id == bindparam("the_run"), run_jobs.c.job_id == bindparam("the_job")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -127,6 +127,9 @@ class Scheduler:
     _stop_new: str | None = None
     _cancelled: str | None = None
     _touched: list[str] = field(default_factory=list)
+    _keys: dict[str, str | None] = field(default_factory=dict)  # cache keys, once looked up
+    _seen: set[str] = field(default_factory=set)  # jobs offered to the cache
+    _index: InputIndex | None = None
     _saves: set[asyncio.Task[CacheEntry]] = field(default_factory=set)
 
     async def run(self) -> runs.Run:
@@ -155,6 +158,10 @@ class Scheduler:
         while pending or running:
             if self._cancelled is not None and running:
                 await self._cancel_all(running)
+            # Jobs the cache holds are served first, all at once; their dependents may then be
+            # ready and served in turn.
+            while served := await self._serve_from_cache(await self._newly_ready(pending)):
+                pending = [job_id for job_id in pending if job_id not in served]
             for job_id in list(pending):
                 job = self.pipeline.job(job_id)
                 if any(need not in self.results for need in job.needs):
@@ -197,6 +204,47 @@ class Scheduler:
                     for other_id, other in running.items():
                         if self.pipeline.job(other_id).when != "always":
                             other.cancel()
+
+    async def _newly_ready(self, pending: list[str]) -> list[JobSpec]:
+        """The pending jobs that became ready to run since the last call; one that must not
+        run (skipped or cancelled) is recorded and leaves ``pending``."""
+        ready: list[JobSpec] = []
+        for job_id in list(pending):
+            job = self.pipeline.job(job_id)
+            if job_id in self._seen or any(need not in self.results for need in job.needs):
+                continue
+            self._seen.add(job_id)
+            decision = self._decide(job)
+            if decision is None:
+                ready.append(job)
+                continue
+            pending.remove(job_id)
+            await self._record(job, decision, None)
+        return ready
+
+    async def _serve_from_cache(self, ready: Sequence[JobSpec]) -> set[str]:
+        """Serve the ready jobs that the cache holds, all in one look-up and one write, without
+        taking a place among the running jobs; the ids served. A miss keeps its key for the
+        entry the job leaves when it passes."""
+        if self.cache is None:
+            return set()
+        asked = [job for job in ready if job.cache and job.id not in self.reuse]
+        if not asked:
+            return set()
+        started = time.monotonic()
+        keys = {job.id: await self._cache_key(job) for job in asked}
+        self._keys.update(keys)
+        served = await asyncio.to_thread(self._replay, asked, keys)
+        took = time.monotonic() - started
+        for job in asked:
+            result = served.get(job.id)
+            if result is None:
+                continue
+            assert result.cache_key is not None
+            self._touched.append(result.cache_key)
+            self.observer.job_finished(job, result.status, result.reason, took)
+            self.results[job.id] = result
+        return set(served)
 
     def _decide(self, job: JobSpec) -> _JobResult | None:
         """Why a ready job must not run (skipped or cancelled), or None to run it."""
@@ -241,16 +289,7 @@ class Scheduler:
                 result = await asyncio.to_thread(self._take_over, job, reused)
                 await self._record(job, result, time.monotonic() - started)
                 return result
-            key = await self._cache_key(job)
-            if key is not None:
-                hit = await asyncio.to_thread(self._from_cache, job, key)
-                if hit is not None:  # already stored with its attempt, in one write
-                    self._touched.append(key)
-                    self.observer.job_finished(
-                        job, hit.status, hit.reason, time.monotonic() - started
-                    )
-                    self.results[job.id] = hit
-                    return hit
+            key = self._keys.get(job.id)  # looked up, and missed, before it started
             for attempt in range(1, job.retry_max + 2):
                 self.observer.job_started(job, attempt)
                 outcome, produced = await self._attempt(job, attempt, key)
@@ -299,9 +338,9 @@ class Scheduler:
         for need in job.needs:
             result = self.results[need]
             needs[need] = {"artifacts": result.artifacts_digest, "outputs": result.outputs}
-        inputs = await asyncio.to_thread(
-            lambda: self.cache.inputs().digest(job.inputs) if self.cache else ""
-        )
+        inputs = self._index.known(job.inputs) if self._index is not None else None
+        if inputs is None:  # listing and hashing files is done once per run, off the loop
+            inputs = await asyncio.to_thread(self._inputs_digest, job.inputs)
         tools: dict[str, str] = {}
         if job.tools:
             tools = await asyncio.to_thread(
@@ -318,46 +357,62 @@ class Scheduler:
             version=self.version,
         )
 
-    def _from_cache(self, job: JobSpec, key: str) -> _JobResult | None:
+    def _inputs_digest(self, patterns: Sequence[str] | None) -> str:
         assert self.cache is not None
-        entry = self.cache.cache.lookup(key)
-        if entry is None:
-            return None
-        try:
-            artifacts = load_set(entry.artifacts, self.blobs) if entry.artifacts else None
-            for file in artifacts.files if artifacts else ():
-                self.blobs.verify(file.digest)
-            log_path = self._log_path(job, 1)
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            log_path.write_bytes(self.blobs.read_bytes(entry.log))  # verified; replayable
-        except BlobError:
-            self.cache.cache.forget(key)  # a damaged entry is a miss, never a wrong result
-            return None
-        summary = summarize_log(log_path)
-        reason = f"cached from run #{entry.run_id}"
-        runs.record_cached(
-            self.store,
-            self.run_id,
-            job.id,
-            log_path=str(log_path),
-            log_bytes=summary.size_bytes,
-            log_lines=summary.lines,
-            log_index=summary.index,
-            reason=reason,
-            outputs=entry.outputs,
-            artifacts=entry.artifacts,
-            cache_key=key,
-        )
-        return _JobResult(
-            "passed",
-            reason,
-            satisfies=True,
-            artifacts=artifacts,
-            artifacts_digest=entry.artifacts,
-            outputs=dict(entry.outputs),
-            cache_key=key,
-            cached=True,
-        )
+        self._index = self.cache.inputs()
+        return self._index.digest(patterns)
+
+    def _replay(
+        self, jobs: Sequence[JobSpec], keys: Mapping[str, str | None]
+    ) -> dict[str, _JobResult]:
+        """Lay out and record the jobs whose entries are whole (file-system and database work,
+        off the loop); a damaged entry is dropped and its job runs, never a wrong result."""
+        assert self.cache is not None
+        entries = self.cache.cache.lookup([key for key in keys.values() if key is not None])
+        served: dict[str, _JobResult] = {}
+        records: list[runs.CachedJob] = []
+        for job in jobs:
+            key = keys[job.id]
+            entry = entries.get(key) if key is not None else None
+            if entry is None:
+                continue
+            try:
+                artifacts = load_set(entry.artifacts, self.blobs) if entry.artifacts else None
+                for file in artifacts.files if artifacts else ():
+                    self.blobs.verify(file.digest)
+                log_path = self._log_path(job, 1)
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                log_path.write_bytes(self.blobs.read_bytes(entry.log))  # verified; replayable
+            except BlobError:
+                self.cache.cache.forget(entry.key)
+                continue
+            summary = summarize_log(log_path)
+            reason = f"cached from run #{entry.run_id}"
+            records.append(
+                runs.CachedJob(
+                    job_id=job.id,
+                    log_path=str(log_path),
+                    log_bytes=summary.size_bytes,
+                    log_lines=summary.lines,
+                    log_index=summary.index,
+                    reason=reason,
+                    outputs=entry.outputs,
+                    artifacts=entry.artifacts,
+                    cache_key=entry.key,
+                )
+            )
+            served[job.id] = _JobResult(
+                "passed",
+                reason,
+                satisfies=True,
+                artifacts=artifacts,
+                artifacts_digest=entry.artifacts,
+                outputs=dict(entry.outputs),
+                cache_key=entry.key,
+                cached=True,
+            )
+        runs.record_cached(self.store, self.run_id, records)
+        return served
 
     def _open_attempt(self, job: JobSpec, attempt: int, log_path: Path) -> LogWriter:
         """Record the attempt and open its log (file-system and database work, off the loop)."""
