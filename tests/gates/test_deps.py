@@ -97,6 +97,107 @@ def test_uv_lock_pins_registry_packages_and_skips_the_project(workspace: Path) -
     assert found.dependencies[1].unpinned_reason == "installed from git"
 
 
+UV_LOCK_WITH_MARKERS = """\
+version = 1
+requires-python = ">=3.9"
+
+[[package]]
+name = "app"
+version = "0.1.0"
+source = { editable = "." }
+dependencies = [
+    { name = "click" },
+    { name = "pywin32", marker = "sys_platform == 'win32'" },
+    { name = "tomli", marker = "python_full_version < '3.11'" },
+]
+
+[package.optional-dependencies]
+socks = [{ name = "pysocks" }]
+
+[[package]]
+name = "click"
+version = "8.1.7"
+source = { registry = "https://pypi.org/simple" }
+dependencies = [
+    { name = "colorama", marker = "platform_system == 'Windows'" },
+    { name = "typing-extensions", marker = "python_full_version < '3.10'" },
+]
+
+[[package]]
+name = "colorama"
+version = "0.4.6"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "pysocks"
+version = "1.7.1"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "pywin32"
+version = "306"
+source = { registry = "https://pypi.org/simple" }
+dependencies = [{ name = "typing-extensions" }]
+
+[[package]]
+name = "tomli"
+version = "2.0.1"
+source = { registry = "https://pypi.org/simple" }
+dependencies = [{ name = "Typing_Extensions", marker = "implementation_name == 'pypy'" }]
+
+[[package]]
+name = "typing-extensions"
+version = "4.12.2"
+source = { registry = "https://pypi.org/simple" }
+"""
+
+
+def test_uv_lock_markers_come_from_the_paths_that_reach_each_package(workspace: Path) -> None:
+    (workspace / "uv.lock").write_text(UV_LOCK_WITH_MARKERS)
+    markers = {d.name: d.marker for d in read_dependencies(workspace).dependencies}
+    assert markers == {
+        "click": None,
+        "colorama": "(platform_system == 'Windows')",
+        "pysocks": None,  # an extra may be asked for: counted
+        "pywin32": "(sys_platform == 'win32')",
+        "tomli": "(python_full_version < '3.11')",
+        # three paths: through click, through pywin32, and through tomli (two markers)
+        "typing-extensions": (
+            "((implementation_name == 'pypy') and (python_full_version < '3.11')) or "
+            "((python_full_version < '3.10')) or ((sys_platform == 'win32'))"
+        ),
+    }
+
+
+def test_a_uv_lock_path_without_markers_makes_a_package_unconditional(workspace: Path) -> None:
+    lock = UV_LOCK_WITH_MARKERS.replace(
+        '    { name = "click" },\n', '    { name = "click" },\n    { name = "colorama" },\n'
+    )
+    (workspace / "uv.lock").write_text(lock)
+    markers = {d.name: d.marker for d in read_dependencies(workspace).dependencies}
+    assert markers["colorama"] is None
+
+
+def test_poetry_lock_markers_for_the_package_or_per_group(workspace: Path) -> None:
+    (workspace / "poetry.lock").write_text(
+        '[[package]]\nname = "colorama"\nversion = "0.4.6"\ngroups = ["main"]\n'
+        'markers = "sys_platform == \\"win32\\""\n\n'
+        '[[package]]\nname = "tomli"\nversion = "2.0.1"\ngroups = ["main", "dev"]\n'
+        'markers = {main = "python_version < \\"3.11\\"", dev = "python_version < \\"3.9\\""}\n\n'
+        '[[package]]\nname = "exceptiongroup"\nversion = "1.2.0"\ngroups = ["main", "dev"]\n'
+        'markers = {dev = "python_version < \\"3.11\\""}\n\n'
+        '[[package]]\nname = "click"\nversion = "8.1.7"\ngroups = ["main"]\n\n'
+        '[metadata]\nlock-version = "2.1"\n'
+    )
+    markers = {d.name: d.marker for d in read_dependencies(workspace).dependencies}
+    assert markers == {
+        "colorama": '(sys_platform == "win32")',
+        "tomli": '((python_version < "3.11")) or ((python_version < "3.9"))',
+        "exceptiongroup": None,  # 'main' installs it everywhere
+        "click": None,
+    }
+
+
 def test_poetry_lock(workspace: Path) -> None:
     (workspace / "poetry.lock").write_text(
         '[[package]]\nname = "pyyaml"\nversion = "5.3"\ndescription = ""\n\n'
@@ -112,9 +213,16 @@ def test_pylock_toml(workspace: Path) -> None:
         '[[packages]]\nname = "idna"\nversion = "2.8"\n'
         '[[packages.wheels]]\nurl = "https://example.com/idna-2.8-py3-none-any.whl"\n\n'
         '[[packages]]\nname = "tool"\n[packages.vcs]\ntype = "git"\n'
-        'url = "https://example.com/tool"\ncommit-id = "abc"\n'
+        'url = "https://example.com/tool"\ncommit-id = "abc"\n\n'
+        '[[packages]]\nname = "pywin32"\nversion = "306"\nmarker = "sys_platform == \'win32\'"\n'
     )
-    assert pins(workspace) == [("idna", "2.8", "pylock.toml:4"), ("tool", None, "pylock.toml:10")]
+    assert pins(workspace) == [
+        ("idna", "2.8", "pylock.toml:4"),
+        ("tool", None, "pylock.toml:10"),
+        ("pywin32", "306", "pylock.toml:17"),
+    ]
+    markers = {d.name: d.marker for d in read_dependencies(workspace).dependencies}
+    assert markers == {"idna": None, "tool": None, "pywin32": "(sys_platform == 'win32')"}
 
 
 def test_pyproject_without_a_lockfile_reports_its_ranges(workspace: Path) -> None:

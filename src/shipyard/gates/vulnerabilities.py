@@ -44,6 +44,7 @@ from shipyard.gates.interface import (
     GateKind,
     Severity,
     Verdict,
+    count_of,
     register,
 )
 
@@ -410,9 +411,9 @@ def _verdict(
     counted = [f for f in findings if f.counts]
     vulnerable = [f for f in counted if not f.id.startswith("SHIPYARD-")]
     ignored = len(findings) - len(counted)
-    where = files[0] if sbom and files else f"{len(files)} file{'s' if len(files) != 1 else ''}"
+    where = files[0] if sbom and files else count_of(len(files), "file")
     parts = [
-        f"{total} dependencies in {where}",
+        f"{'1 dependency' if total == 1 else f'{total} dependencies'} in {where}",
         f"{len(vulnerable)} known vulnerabilit{'ies' if len(vulnerable) != 1 else 'y'}",
     ]
     if total - pinned:

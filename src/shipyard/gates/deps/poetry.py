@@ -1,15 +1,17 @@
 """``poetry.lock``: every ``[[package]]`` from PyPI or a private index is pinned.
 
-Packages from git, a directory, a file or a URL are reported as not checked.
+Packages from git, a directory, a file or a URL are reported as not checked. Poetry 2 records
+where a package is installed as ``markers``: one marker, or one per dependency group.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from shipyard.gates.deps.interface import Dependency, DependencyReader, relative_name
+from shipyard.gates.deps.markers import any_of
 from shipyard.gates.deps.tomlfiles import (
     entries,
     hashes_of,
@@ -41,7 +43,16 @@ class PoetryLockReader(DependencyReader):
             kind = source.get("type") if isinstance(source, Mapping) else None
             if kind in ("git", "directory", "file", "url"):
                 found.append(
-                    Dependency("PyPI", name, None, file, line, name, f"installed from {kind}")
+                    Dependency(
+                        "PyPI",
+                        name,
+                        None,
+                        file,
+                        line,
+                        name,
+                        f"installed from {kind}",
+                        marker=_markers(entry),
+                    )
                 )
             else:
                 files = entry.get("files")
@@ -57,6 +68,22 @@ class PoetryLockReader(DependencyReader):
                         f"{name}=={version}",
                         hashes=hashes_of(files),
                         requires=requires_of(entry.get("dependencies")),
+                        marker=_markers(entry),
                     )
                 )
         return found
+
+
+def _markers(entry: Mapping[str, Any]) -> str | None:
+    """Where the package is installed: its ``markers``, or any of its groups' markers when
+    every group it belongs to has one (a group without a marker installs it everywhere)."""
+    markers = entry.get("markers")
+    if isinstance(markers, str):
+        return any_of([markers])
+    if not isinstance(markers, Mapping):
+        return None
+    groups = entry.get("groups")
+    named = set(groups) if isinstance(groups, list) else set()
+    if not named <= set(markers) or not all(isinstance(m, str) for m in markers.values()):
+        return None
+    return any_of(markers.values())

@@ -1,6 +1,7 @@
 """``pylock.toml`` (PEP 751): ``[[packages]]`` with a version from an index are pinned.
 
-Packages from a VCS, a directory or an archive are reported as not checked.
+Packages from a VCS, a directory or an archive are reported as not checked. A package's
+``marker`` says where it is installed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from shipyard.gates.deps.interface import (
     MalformedDependencyFile,
     relative_name,
 )
+from shipyard.gates.deps.markers import any_of
 from shipyard.gates.deps.tomlfiles import (
     entries,
     hashes_of,
@@ -43,10 +45,20 @@ class PylockReader(DependencyReader):
             line = lines[index] if index < len(lines) else None
             name = text_field(entry, "name", file, line)
             version = entry.get("version")
+            marker = any_of([_text(entry.get("marker"))])
             for kind in ("vcs", "directory", "archive"):
                 if kind in entry:
                     found.append(
-                        Dependency("PyPI", name, None, file, line, name, f"installed from {kind}")
+                        Dependency(
+                            "PyPI",
+                            name,
+                            None,
+                            file,
+                            line,
+                            name,
+                            f"installed from {kind}",
+                            marker=marker,
+                        )
                     )
                     break
             else:
@@ -61,8 +73,17 @@ class PylockReader(DependencyReader):
                             f"{name}=={version}",
                             hashes=hashes_of(entry.get("sdist"), entry.get("wheels")),
                             requires=requires_of(entry.get("dependencies")),
+                            marker=marker,
                         )
                     )
                 else:
-                    found.append(Dependency("PyPI", name, None, file, line, name, "no version"))
+                    found.append(
+                        Dependency(
+                            "PyPI", name, None, file, line, name, "no version", marker=marker
+                        )
+                    )
         return found
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
