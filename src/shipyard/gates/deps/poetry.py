@@ -16,6 +16,7 @@ from shipyard.gates.deps.tomlfiles import (
     entries,
     hashes_of,
     load_toml,
+    locked_package,
     requires_of,
     table_lines,
     text_field,
@@ -41,36 +42,21 @@ class PoetryLockReader(DependencyReader):
             version = text_field(entry, "version", file, line)
             source = entry.get("source")
             kind = source.get("type") if isinstance(source, Mapping) else None
-            if kind in ("git", "directory", "file", "url"):
-                found.append(
-                    Dependency(
-                        "PyPI",
-                        name,
-                        None,
-                        file,
-                        line,
-                        name,
-                        f"installed from {kind}",
-                        marker=_markers(entry),
-                    )
+            files = entry.get("files")
+            if files is None and isinstance(legacy_files, Mapping):
+                files = legacy_files.get(name)  # Poetry 1.0 to 1.4 kept them apart
+            found.append(
+                locked_package(
+                    name,
+                    version,
+                    file,
+                    line,
+                    installed_from=kind if kind in ("git", "directory", "file", "url") else None,
+                    hashes=hashes_of(files),
+                    requires=requires_of(entry.get("dependencies")),
+                    marker=_markers(entry),
                 )
-            else:
-                files = entry.get("files")
-                if files is None and isinstance(legacy_files, Mapping):
-                    files = legacy_files.get(name)  # Poetry 1.0 to 1.4 kept them apart
-                found.append(
-                    Dependency(
-                        "PyPI",
-                        name,
-                        version,
-                        file,
-                        line,
-                        f"{name}=={version}",
-                        hashes=hashes_of(files),
-                        requires=requires_of(entry.get("dependencies")),
-                        marker=_markers(entry),
-                    )
-                )
+            )
         return found
 
 

@@ -20,6 +20,7 @@ from shipyard.gates.deps.tomlfiles import (
     entries,
     hashes_of,
     load_toml,
+    locked_package,
     requires_of,
     table_lines,
     text_field,
@@ -45,43 +46,20 @@ class PylockReader(DependencyReader):
             line = lines[index] if index < len(lines) else None
             name = text_field(entry, "name", file, line)
             version = entry.get("version")
-            marker = any_of([_text(entry.get("marker"))])
-            for kind in ("vcs", "directory", "archive"):
-                if kind in entry:
-                    found.append(
-                        Dependency(
-                            "PyPI",
-                            name,
-                            None,
-                            file,
-                            line,
-                            name,
-                            f"installed from {kind}",
-                            marker=marker,
-                        )
-                    )
-                    break
-            else:
-                if isinstance(version, str) and version:
-                    found.append(
-                        Dependency(
-                            "PyPI",
-                            name,
-                            version,
-                            file,
-                            line,
-                            f"{name}=={version}",
-                            hashes=hashes_of(entry.get("sdist"), entry.get("wheels")),
-                            requires=requires_of(entry.get("dependencies")),
-                            marker=marker,
-                        )
-                    )
-                else:
-                    found.append(
-                        Dependency(
-                            "PyPI", name, None, file, line, name, "no version", marker=marker
-                        )
-                    )
+            found.append(
+                locked_package(
+                    name,
+                    version if isinstance(version, str) else None,
+                    file,
+                    line,
+                    installed_from=next(
+                        (k for k in ("vcs", "directory", "archive") if k in entry), None
+                    ),
+                    hashes=hashes_of(entry.get("sdist"), entry.get("wheels")),
+                    requires=requires_of(entry.get("dependencies")),
+                    marker=any_of([_text(entry.get("marker"))]),
+                )
+            )
         return found
 
 

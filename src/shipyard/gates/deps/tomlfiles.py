@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.gates.deps.interface import (
+    Dependency,
     MalformedDependencyFile,
     PackageRef,
     checked_hash,
@@ -97,3 +98,32 @@ def requires_of(value: Any) -> tuple[PackageRef, ...]:
             version = item.get("version")
             refs.append(PackageRef(item["name"], version if isinstance(version, str) else None))
     return tuple(dict.fromkeys(refs))
+
+
+def locked_package(
+    name: str,
+    version: str | None,
+    file: str,
+    line: int | None,
+    *,
+    installed_from: str | None = None,
+    hashes: tuple[str, ...] = (),
+    requires: tuple[PackageRef, ...] = (),
+    marker: str | None = None,
+) -> Dependency:
+    """A PyPI package of a lockfile: pinned to ``version``, unless it has none or comes from
+    elsewhere than an index (``installed_from`` git, a directory…)."""
+    if installed_from is not None or not version:
+        reason = f"installed from {installed_from}" if installed_from else "no version"
+        return Dependency("PyPI", name, None, file, line, name, reason, marker=marker)
+    return Dependency(
+        "PyPI",
+        name,
+        version,
+        file,
+        line,
+        f"{name}=={version}",
+        hashes=hashes,
+        requires=requires,
+        marker=marker,
+    )

@@ -19,6 +19,7 @@ from shipyard.gates.deps.tomlfiles import (
     entries,
     hashes_of,
     load_toml,
+    locked_package,
     requires_of,
     table_lines,
     text_field,
@@ -46,47 +47,20 @@ class UvLockReader(DependencyReader):
             if "editable" in source or "virtual" in source:
                 continue
             version = entry.get("version")
-            if "registry" not in source:
-                kind = next(iter(source), "an unknown source")
-                found.append(
-                    Dependency(
-                        "PyPI",
-                        name,
-                        None,
-                        file,
-                        line,
-                        name,
-                        f"installed from {kind}",
-                        marker=markers.get(index),
-                    )
+            found.append(
+                locked_package(
+                    name,
+                    version if isinstance(version, str) else None,
+                    file,
+                    line,
+                    installed_from=None
+                    if "registry" in source
+                    else next(iter(source), "an unknown source"),
+                    hashes=hashes_of(entry.get("sdist"), entry.get("wheels")),
+                    requires=requires_of(entry.get("dependencies")),
+                    marker=markers.get(index),
                 )
-            elif not isinstance(version, str) or not version:
-                found.append(
-                    Dependency(
-                        "PyPI",
-                        name,
-                        None,
-                        file,
-                        line,
-                        name,
-                        "no version",
-                        marker=markers.get(index),
-                    )
-                )
-            else:
-                found.append(
-                    Dependency(
-                        "PyPI",
-                        name,
-                        version,
-                        file,
-                        line,
-                        f"{name}=={version}",
-                        hashes=hashes_of(entry.get("sdist"), entry.get("wheels")),
-                        requires=requires_of(entry.get("dependencies")),
-                        marker=markers.get(index),
-                    )
-                )
+            )
         return found
 
 
