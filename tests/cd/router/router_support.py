@@ -195,6 +195,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"!\n")
         elif path == "/healthz":
             self._send(server.health_status, b"health")
+        elif path == "/switch":  # switches protocols whether asked or not
+            self.wfile.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n"
+                b"Upgrade: websocket\r\n\r\n"
+            )
+            self.close_connection = True
         else:
             self._body()
             self._send(200, server.name.encode())

@@ -19,6 +19,7 @@ from shipyard.cd.router.http import (
     client_response,
     parse_request,
     parse_response,
+    switching_response,
     upstream_request,
 )
 
@@ -54,6 +55,40 @@ def test_the_upstream_head_drops_hop_by_hop_fields_and_sets_framing() -> None:
     )
     assert b'Forwarded: for="[::1]";proto=http;host="h"' in lines
     assert sent.endswith(b"\r\n\r\n")
+
+
+def test_an_upgrade_request_keeps_its_upgrade_fields_upstream() -> None:
+    head = parse_request(
+        b"GET /socket HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n"
+        b"Upgrade: websocket\r\nSec-WebSocket-Key: abc\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert head.upgrade == b"websocket"
+    lines = upstream_request(head, "10.0.0.1").split(b"\r\n")
+    assert b"Connection: upgrade" in lines and b"Upgrade: websocket" in lines
+    assert b"Sec-WebSocket-Key: abc" in lines
+    assert sum(line.lower().startswith(b"connection:") for line in lines) == 1
+    # Without the Connection token, or from an HTTP/1.0 client, Upgrade is only hop-by-hop.
+    for raw in (
+        b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n",
+        b"GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    ):
+        plain = parse_request(raw)
+        assert plain.upgrade is None
+        assert b"upgrade:" not in upstream_request(plain, "10.0.0.1").lower()
+
+
+def test_the_switching_answer_keeps_the_upgrade_and_names_the_version() -> None:
+    response = parse_response(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Hop\r\n"
+        b"X-Hop: 1\r\nKeep-Alive: timeout=5\r\nSec-WebSocket-Accept: xyz\r\n\r\n",
+        request_method=b"GET",
+    )
+    lines = switching_response(response, version=b"green").split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 101 Switching Protocols"
+    assert b"Sec-WebSocket-Accept: xyz" in lines
+    assert b"X-Shipyard-Version: green" in lines
+    assert b"Connection: upgrade" in lines and b"Upgrade: websocket" in lines
+    assert not any(line.lower().startswith((b"x-hop", b"keep-alive")) for line in lines)
 
 
 @pytest.mark.parametrize(

@@ -196,7 +196,7 @@ def test_an_upstream_reset_is_a_502_and_counted(
     assert request(connection, "GET", "/").status == 200
     stats = router.client.stats().versions["blue"]
     assert stats.upstream_errors["reset"] == 1
-    assert stats.responses == {"2xx": 1 + pooled, "3xx": 0, "4xx": 0, "5xx": 1}
+    assert stats.responses == {"1xx": 0, "2xx": 1 + pooled, "3xx": 0, "4xx": 0, "5xx": 1}
 
 
 def test_a_silent_upstream_is_a_504_and_counted(

@@ -150,6 +150,14 @@ class RequestHead(NamedTuple):
                 return field_value(self.lines[index])
         return None
 
+    @property
+    def upgrade(self) -> bytes | None:
+        """The protocol an HTTP/1.1 request asks to switch to (``Connection: upgrade`` with
+        ``Upgrade: websocket``), if any."""
+        if b"upgrade" not in self.drop or self.minor != 1:
+            return None
+        return self.header(b"upgrade") or None
+
 
 class ResponseHead(NamedTuple):
     """A parsed response head from an upstream instance; ``plain`` when no field needs
@@ -489,6 +497,9 @@ def upstream_request(request: RequestHead, client_ip: str) -> bytes:
         parts.append(request.lines[index])
         parts.append(b"\r\n")
     parts.append(_forwarding(client_ip, request.host, forwarded_for, forwarded, via))
+    upgrade = request.upgrade
+    if upgrade is not None:  # the one hop-by-hop request the router passes on, for a tunnel
+        parts += [b"Connection: upgrade\r\nUpgrade: ", upgrade, b"\r\n"]
     parts.append(framing)
     return b"".join(parts)
 
@@ -573,6 +584,21 @@ def client_response(
         parts.append(b"Connection: keep-alive\r\n\r\n")
     else:
         parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def switching_response(response: ResponseHead, *, version: bytes, extra: bytes = b"") -> bytes:
+    """The 101 (Switching Protocols) sent to the client before a tunnel: the upstream's, with
+    its other hop-by-hop fields removed."""
+    parts = [response.first]
+    upgrade = b""
+    for index, name in enumerate(response.names):
+        if name == b"upgrade":
+            upgrade = field_value(response.lines[index])
+        elif name not in _RESPONSE_DROP and name not in response.drop:
+            parts += [response.lines[index], b"\r\n"]
+    parts += [b"X-Shipyard-Version: ", version, b"\r\n", extra]
+    parts += [b"Connection: upgrade\r\nUpgrade: ", upgrade, b"\r\n\r\n"]
     return b"".join(parts)
 
 

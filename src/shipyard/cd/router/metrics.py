@@ -25,7 +25,7 @@ def metrics_text(
     family("requests_total", "counter", "Requests answered, by version and status class.")
     for name, recorder in recorders:
         for index, code in enumerate(STATUS_CLASSES):
-            value = recorder.totals.classes[index + 2]
+            value = recorder.totals.classes[index + 1]
             labels = f'env="{env}",version="{_label(name)}",code="{code}"'
             lines.append(f"shipyard_router_requests_total{{{labels}}} {value}")
     family("upstream_errors_total", "counter", "Requests failed by the upstream, by kind.")

@@ -4,8 +4,9 @@ The usual request (head and small body already received, a pooled connection to 
 a whole answer with a length) is carried inside the protocol callbacks, without a task. Every
 other step (a new connection, a streamed or chunked body, an interim answer, a failure) goes
 on in a task for that client connection, which hands back to the callbacks once nothing is left
-to read. Nothing here may raise out of a callback or a task: every failure becomes a response,
-a closed connection and a count.
+to read. A request to switch protocols (a WebSocket) that the upstream accepts with 101
+becomes a tunnel: bytes both ways, untouched, until either side closes. Nothing here may raise
+out of a callback or a task: every failure becomes a response, a closed connection and a count.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from shipyard.cd.router.http import (
     parse_request,
     parse_response,
     simple_response,
+    switching_response,
     upstream_request,
 )
 from shipyard.cd.router.pool import UpstreamPool
 from shipyard.cd.router.stats import StatsBook
-from shipyard.cd.router.streaming import Upload, pump, relay
+from shipyard.cd.router.streaming import Upload, pump, relay, splice
 
 log = logging.getLogger("shipyard.router")
 
@@ -60,6 +62,7 @@ class ProxySettings:
     head_timeout: float = 30.0
     pool_size: int = 64
     pool_idle_timeout: float = 4.0  # below the keep-alive timeout of common servers (5 s)
+    tunnel_timeout: float = 3600.0  # a tunnel (WebSocket) silent both ways this long closes
     sweep_interval: float = 0.25
 
 
@@ -287,6 +290,10 @@ class Proxy:
                     request = parse_request(data if end == len(data) else data[:end])
                 except BadMessage as error:
                     self._reject(client, error)
+                    return
+                if request.drop and request.upgrade is not None:
+                    buffer += data[end:]
+                    self._serve_in_task(client, request)
                     return
                 body = request.body
                 payload = b""
@@ -521,7 +528,9 @@ class Proxy:
                     if response.status >= 200:
                         break
                     if response.status == 101:
-                        raise BadMessage(502, "the upstream switched protocols (unsupported)")
+                        if request.upgrade is None:
+                            raise BadMessage(502, "the upstream switched protocols unasked")
+                        break
                     if request.minor == 1:
                         client.write(interim_response(response))
             except (PeerGone, PeerTimeout, BadMessage) as error:
@@ -557,6 +566,9 @@ class Proxy:
                     close=upload is not None,
                 )
 
+            if response.status == 101:
+                await self._tunnel(exchange, response)
+                return False
             close = not request.keep_alive or self.closing
             framing = response.body
             if framing < 0:
@@ -611,6 +623,29 @@ class Proxy:
         finally:
             client.partner = None
             instance.in_flight -= 1
+
+    async def _tunnel(self, exchange: Exchange, response: ResponseHead) -> None:
+        """The upstream switched protocols: relay its 101, then carry bytes both ways until
+        either side closes (or both stay silent for ``tunnel_timeout``)."""
+        client, upstream = exchange.client, exchange.upstream
+        if exchange.pump is not None:  # a body sent with the request goes first
+            await exchange.pump
+        route = exchange.route
+        client.write(
+            switching_response(response, version=route.version.encoded, extra=route.cookie)
+        )
+        route.version.recorder.record(101, self.loop.time() - route.started)
+        client.partner = None  # an end on one side closes the other after what is in flight
+        timeout = self.settings.tunnel_timeout
+        for side in (client, upstream):
+            side.read_timeout = side.write_timeout = timeout
+        upstream_bound = self.loop.create_task(splice(client, upstream))
+        try:
+            await splice(upstream, client)
+            await upstream_bound
+        finally:
+            upstream_bound.cancel()
+            upstream.close()
 
     # Answers of the router's own.
 

@@ -35,8 +35,8 @@ LATENCY_BOUNDS = (
 SAMPLE_SIZE = 2048
 """Latencies kept per version and window (a uniform sample of all the window saw)."""
 
-STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
-"""The response classes counted, in order."""
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+"""The response classes counted, in order (a 1xx is a switch of protocols: a tunnel)."""
 
 ERROR_KINDS = ("connect", "reset", "timeout", "bad_response")
 """Why an upstream exchange failed: no connection, dropped, silent, or not HTTP."""
@@ -229,7 +229,7 @@ class VersionRecorder:
         """Count one finished request answered with ``status`` after ``seconds``."""
         totals = self.totals
         totals.requests += 1
-        totals.classes[status // 100 if 200 <= status < 600 else 5] += 1
+        totals.classes[status // 100 if 100 <= status < 600 else 5] += 1
         totals.buckets[bisect_left(LATENCY_BOUNDS, seconds)] += 1
         totals.latency_sum += seconds
         self.sampled_from += 1
@@ -254,7 +254,7 @@ class VersionRecorder:
             window_end=now,
             requests=totals.requests - base.requests,
             responses={
-                name: totals.classes[i + 2] - base.classes[i + 2]
+                name: totals.classes[i + 1] - base.classes[i + 1]
                 for i, name in enumerate(STATUS_CLASSES)
             },
             upstream_errors={k: totals.errors[k] - base.errors[k] for k in ERROR_KINDS},

@@ -1,8 +1,8 @@
 """Bodies that do not fit in one step: streamed between client and upstream with flow control.
 
-Each function moves one body in pieces of at most ``READ_SIZE``, waiting whenever the receiving
-side is behind, so memory stays bounded whatever the body's size. They route nothing and
-count nothing; the proxy decides what a failure means.
+Each function moves one body (or, for a tunnel, one direction) in pieces of at most
+``READ_SIZE``, waiting whenever the receiving side is behind, so memory stays bounded whatever
+the size. They route nothing and count nothing; the proxy decides what a failure means.
 """
 
 from __future__ import annotations
@@ -102,3 +102,18 @@ async def pump(
     except (PeerGone, PeerTimeout, BadMessage) as error:
         upload.failure = error
         upstream.abort()
+
+
+async def splice(source: Connection, target: Connection) -> None:
+    """One direction of a tunnel: what ``source`` sends goes to ``target`` until ``source``
+    ends or fails; then ``target`` is closed once it has sent what it was given."""
+    try:
+        while True:
+            target.write(await source.read_some(READ_SIZE))
+            target.touch()  # traffic this way keeps the other way's silence from timing out
+            if target.write_paused:
+                await target.drain()
+    except (PeerGone, PeerTimeout):
+        pass
+    finally:
+        target.close()

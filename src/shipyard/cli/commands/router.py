@@ -15,7 +15,7 @@ import typer
 
 from shipyard.cd.router.client import RouterClient, RouteStatus
 from shipyard.cd.router.state import RouterFiles
-from shipyard.cd.router.stats import VersionStats
+from shipyard.cd.router.stats import STATUS_CLASSES, VersionStats
 from shipyard.cli.context import Context
 from shipyard.cli.options import JsonOption
 from shipyard.cli.output import Output
@@ -197,6 +197,7 @@ def stats(
                 "version",
                 "window",
                 "requests",
+                "1xx",
                 "2xx",
                 "3xx",
                 "4xx",
@@ -217,7 +218,7 @@ def _stats_row(s: VersionStats) -> list[object]:
         s.version,
         f"{s.window_seconds:.0f}s",
         s.requests,
-        *(s.responses.get(c, 0) for c in ("2xx", "3xx", "4xx", "5xx")),
+        *(s.responses.get(c, 0) for c in STATUS_CLASSES),
         s.upstream_error_count,
         *(_ms(s.percentile(q)) for q in (0.5, 0.95, 0.99)),
     ]
