@@ -120,10 +120,6 @@ class InputIndex:
             self._digests[key] = self._compute(patterns)
         return self._digests[key]
 
-    def known(self, patterns: Sequence[str] | None) -> str | None:
-        """The digest of ``patterns`` if it was computed already, else None."""
-        return self._digests.get(None if patterns is None else tuple(patterns))
-
     def _compute(self, patterns: Sequence[str] | None) -> str:
         chosen = sorted(
             path

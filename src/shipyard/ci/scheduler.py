@@ -127,9 +127,8 @@ class Scheduler:
     _stop_new: str | None = None
     _cancelled: str | None = None
     _touched: list[str] = field(default_factory=list)
-    _keys: dict[str, str | None] = field(default_factory=dict)  # cache keys, once looked up
+    _keys: dict[str, str] = field(default_factory=dict)  # cache keys, once looked up
     _seen: set[str] = field(default_factory=set)  # jobs offered to the cache
-    _index: InputIndex | None = None
     _saves: set[asyncio.Task[CacheEntry]] = field(default_factory=set)
 
     async def run(self) -> runs.Run:
@@ -232,7 +231,9 @@ class Scheduler:
         if not asked:
             return set()
         started = time.monotonic()
-        keys = {job.id: await self._cache_key(job) for job in asked}
+        # Listing (and for a working tree, hashing) the files is done once per run, off the loop.
+        inputs = await asyncio.to_thread(self._input_digests, asked)
+        keys = {job.id: await self._cache_key(job, inputs[job.id]) for job in asked}
         self._keys.update(keys)
         served = await asyncio.to_thread(self._replay, asked, keys)
         took = time.monotonic() - started
@@ -331,16 +332,12 @@ class Scheduler:
             outputs=dict(reused.outputs),
         )
 
-    async def _cache_key(self, job: JobSpec) -> str | None:
-        if self.cache is None or not job.cache:
-            return None
+    async def _cache_key(self, job: JobSpec, inputs: str) -> str:
+        assert self.cache is not None
         needs: dict[str, object] = {}
         for need in job.needs:
             result = self.results[need]
             needs[need] = {"artifacts": result.artifacts_digest, "outputs": result.outputs}
-        inputs = self._index.known(job.inputs) if self._index is not None else None
-        if inputs is None:  # listing and hashing files is done once per run, off the loop
-            inputs = await asyncio.to_thread(self._inputs_digest, job.inputs)
         tools: dict[str, str] = {}
         if job.tools:
             tools = await asyncio.to_thread(
@@ -357,23 +354,20 @@ class Scheduler:
             version=self.version,
         )
 
-    def _inputs_digest(self, patterns: Sequence[str] | None) -> str:
+    def _input_digests(self, jobs: Sequence[JobSpec]) -> dict[str, str]:
         assert self.cache is not None
-        self._index = self.cache.inputs()
-        return self._index.digest(patterns)
+        index = self.cache.inputs()
+        return {job.id: index.digest(job.inputs) for job in jobs}
 
-    def _replay(
-        self, jobs: Sequence[JobSpec], keys: Mapping[str, str | None]
-    ) -> dict[str, _JobResult]:
+    def _replay(self, jobs: Sequence[JobSpec], keys: Mapping[str, str]) -> dict[str, _JobResult]:
         """Lay out and record the jobs whose entries are whole (file-system and database work,
         off the loop); a damaged entry is dropped and its job runs, never a wrong result."""
         assert self.cache is not None
-        entries = self.cache.cache.lookup([key for key in keys.values() if key is not None])
+        entries = self.cache.cache.lookup(list(keys.values()))
         served: dict[str, _JobResult] = {}
         records: list[runs.CachedJob] = []
         for job in jobs:
-            key = keys[job.id]
-            entry = entries.get(key) if key is not None else None
+            entry = entries.get(keys[job.id])
             if entry is None:
                 continue
             try:

@@ -62,21 +62,18 @@ def metrics_text(
     for version in plan.versions:
         labels = f'env="{env}",version="{_label(version.name)}"'
         lines.append(f"shipyard_router_version_weight{{{labels}}} {version.weight}")
+    instances = [
+        (f'env="{env}",version="{_label(version.name)}",instance="{_label(state.address)}"', state)
+        for version in plan.versions
+        for state in version.instances
+    ]
     family("instance_available", "gauge", "1 if the instance gets new requests.")
-    for version in plan.versions:
-        for state in version.instances:
-            labels = (
-                f'env="{env}",version="{_label(version.name)}",instance="{_label(state.address)}"'
-            )
-            up = 1 if state.available(now) else 0
-            lines.append(f"shipyard_router_instance_available{{{labels}}} {up}")
+    for labels, state in instances:
+        up = 1 if state.available(now) else 0
+        lines.append(f"shipyard_router_instance_available{{{labels}}} {up}")
     family("instance_in_flight", "gauge", "Requests an instance is serving now.")
-    for version in plan.versions:
-        for state in version.instances:
-            labels = (
-                f'env="{env}",version="{_label(version.name)}",instance="{_label(state.address)}"'
-            )
-            lines.append(f"shipyard_router_instance_in_flight{{{labels}}} {state.in_flight}")
+    for labels, state in instances:
+        lines.append(f"shipyard_router_instance_in_flight{{{labels}}} {state.in_flight}")
     family("client_connections", "gauge", "Open client connections.")
     lines.append(f'shipyard_router_client_connections{{env="{env}"}} {client_connections}')
     family("rejected_requests_total", "counter", "Malformed requests answered with a 4xx.")

@@ -45,11 +45,10 @@ class PylockReader(DependencyReader):
         for index, entry in enumerate(entries(data, "packages", file)):
             line = lines[index] if index < len(lines) else None
             name = text_field(entry, "name", file, line)
-            version = entry.get("version")
             found.append(
                 locked_package(
                     name,
-                    version if isinstance(version, str) else None,
+                    entry.get("version"),
                     file,
                     line,
                     installed_from=next(

@@ -102,7 +102,7 @@ def requires_of(value: Any) -> tuple[PackageRef, ...]:
 
 def locked_package(
     name: str,
-    version: str | None,
+    version: object,
     file: str,
     line: int | None,
     *,
@@ -111,9 +111,10 @@ def locked_package(
     requires: tuple[PackageRef, ...] = (),
     marker: str | None = None,
 ) -> Dependency:
-    """A PyPI package of a lockfile: pinned to ``version``, unless it has none or comes from
-    elsewhere than an index (``installed_from`` git, a directory…)."""
-    if installed_from is not None or not version:
+    """A PyPI package of a lockfile: pinned to ``version`` (as the lock gives it), unless that
+    is not a version string or the package comes from elsewhere than an index
+    (``installed_from`` git, a directory…)."""
+    if installed_from is not None or not isinstance(version, str) or not version:
         reason = f"installed from {installed_from}" if installed_from else "no version"
         return Dependency("PyPI", name, None, file, line, name, reason, marker=marker)
     return Dependency(

@@ -46,11 +46,10 @@ class UvLockReader(DependencyReader):
             source = source if isinstance(source, Mapping) else {}
             if "editable" in source or "virtual" in source:
                 continue
-            version = entry.get("version")
             found.append(
                 locked_package(
                     name,
-                    version if isinstance(version, str) else None,
+                    entry.get("version"),
                     file,
                     line,
                     installed_from=None
