@@ -100,3 +100,71 @@ def test_unreachable_postgres_is_a_clear_error() -> None:
         store.revision()
     assert "127.0.0.1:1" in str(caught.value)
     assert "hunter22" not in str(caught.value)
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def _cache_entry(key: str) -> dict[str, object]:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    return {
+        "key": key,
+        "job_name": "build",
+        "run_id": 1,
+        "job_id": "build",
+        "artifacts": DIGEST,
+        "log": DIGEST,
+        "outputs": "{}",
+        "size_bytes": 10,
+        "created_at": now,
+        "last_used_at": now,
+    }
+
+
+def test_blob_digests_fit_the_cache_and_job_columns(database_url: str) -> None:
+    from shipyard.core.store.tables import cache_entries, run_jobs
+
+    store = Store(database_url)
+    store.ensure_schema()
+    job = {"run_id": 1, "job_id": "build", "position": 0, "name": "build", "spec": "{}"}
+    job |= {"status": "succeeded", "allow_failure": False, "attempts": 1, "artifacts": DIGEST}
+    with store.write() as conn:
+        conn.execute(sa.insert(cache_entries).values(**_cache_entry("f" * 64)))
+        conn.execute(sa.insert(run_jobs).values(**job))
+    with store.read() as conn:
+        entry = conn.execute(sa.select(cache_entries)).one()
+        stored_job = conn.execute(sa.select(run_jobs)).one()
+    assert (entry.artifacts, entry.log, stored_job.artifacts) == (DIGEST, DIGEST, DIGEST)
+    store.dispose()
+
+
+def test_widening_the_digest_columns_keeps_existing_cache_entries(database_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from shipyard.core.store.engine import MIGRATIONS
+
+    store = Store(database_url)
+    with store.engine.connect() as conn:
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0007")
+        conn.commit()
+    short = _cache_entry("e" * 64) | {"artifacts": None, "log": "a" * 64}
+    with store.write() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO cache_entries VALUES (:key, :job_name, :run_id, "
+                ":job_id, :artifacts, :log, :outputs, :size_bytes, :created_at, "
+                ":last_used_at)"
+            ),
+            short,
+        )
+    assert store.ensure_schema().up_to_date
+    with store.read() as conn:
+        rows = conn.execute(sa.text("SELECT key, artifacts, log FROM cache_entries")).all()
+    assert [tuple(row) for row in rows] == [("e" * 64, None, "a" * 64)]
+    store.dispose()

@@ -35,7 +35,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 """The newest migration; a test keeps it equal to the head of ``migrations/versions``."""
 
 metadata = MetaData(naming_convention=NAMING)
@@ -151,7 +151,7 @@ run_jobs = Table(
     Column("cached", Boolean, nullable=False, default=False),
     Column("flaky", Boolean, nullable=False, default=False),
     Column("outputs", Text, nullable=False, default="{}"),
-    Column("artifacts", String(64), nullable=True),
+    Column("artifacts", String(71), nullable=True),
 )
 
 job_attempts = Table(
@@ -179,8 +179,8 @@ cache_entries = Table(
     Column("job_name", String(64), nullable=False),
     Column("run_id", BigInteger, nullable=False),
     Column("job_id", String(400), nullable=False),
-    Column("artifacts", String(64), nullable=True),
-    Column("log", String(64), nullable=False),
+    Column("artifacts", String(71), nullable=True),
+    Column("log", String(71), nullable=False),
     Column("outputs", Text, nullable=False),
     Column("size_bytes", BigInteger, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
