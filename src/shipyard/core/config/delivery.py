@@ -11,7 +11,7 @@ import signal
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from shipyard.core.config.pipeline import EnvName, Scalar
 from shipyard.core.config.problems import config_value_error, did_you_mean
@@ -87,6 +87,12 @@ class Service(StrictModel):
     instances: int = Field(default=1, ge=1, le=32)
     env: dict[EnvName, Scalar] = Field(default_factory=dict)
     stop: Stop = Field(default_factory=Stop)
+
+    @field_validator("health", mode="before")
+    @classmethod
+    def _health_path_alone(cls, value: object) -> object:
+        """``health: /healthz`` is short for ``health: {http: /healthz}``."""
+        return {"http": value} if isinstance(value, str) else value
 
 
 class BlueGreen(StrictModel):
