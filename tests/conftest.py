@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,18 +60,19 @@ def repo(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database on each backend: a SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state' / 'shipyard.db'}"
-        return
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database (dropped afterwards, connections and all); its URL."""
     name = f"shipyard_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except sa.exc.OperationalError as exc:
+        admin.dispose()
         pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}")
     url = sa.engine.make_url(POSTGRES_URL).set(database=name)
     try:
@@ -79,3 +81,42 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``backends`` run once per store backend (see ``store_backend``)."""
+    if metafunc.definition.get_closest_marker("backends") is not None:
+        metafunc.parametrize("store_backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def store_backend(
+    request: pytest.FixtureRequest, _isolated_environment: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The backend Shipyard's commands use: SQLite in the state directory, or, for a test
+    marked ``backends``, also a fresh PostgreSQL database through SHIPYARD_DATABASE_URL."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
+        yield backend
+        return
+    with fresh_postgres_database() as url:
+        monkeypatch.setenv("SHIPYARD_DATABASE_URL", url)
+        yield backend
+        monkeypatch.delenv("SHIPYARD_DATABASE_URL")
+        _close_stores()
+
+
+def _close_stores() -> None:
+    from shipyard.core.store.engine import close_all
+
+    close_all()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database on each backend: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state' / 'shipyard.db'}"
+        return
+    with fresh_postgres_database() as url:
+        yield url

@@ -19,6 +19,7 @@ def _blobs(project: Project) -> BlobStore:
     return BlobStore.for_state(project.state)
 
 
+@pytest.mark.backends
 def test_artifacts_reach_dependents_and_only_them(project: Project) -> None:
     project.commit("""
         jobs:
@@ -35,6 +36,7 @@ def test_artifacts_reach_dependents_and_only_them(project: Project) -> None:
     assert jobs["build"].artifacts is not None
 
 
+@pytest.mark.backends
 def test_each_matrix_instance_keeps_its_own_artifacts(project: Project) -> None:
     project.commit("""
         jobs:
@@ -146,6 +148,7 @@ CACHED = """
 """
 
 
+@pytest.mark.backends
 def test_an_unchanged_rerun_is_served_from_the_cache(project: Project) -> None:
     project.commit(CACHED, files={"src.txt": "one\n"})
     first, jobs = project.run()
@@ -184,6 +187,7 @@ def test_jobs_the_cache_holds_are_served_without_waiting_for_a_free_slot(
         assert finished is not None and finished <= slow_started
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("change", ["input", "env", "unrelated-untracked"])
 def test_the_cache_is_invalidated_by_what_jobs_depend_on(project: Project, change: str) -> None:
     project.commit(CACHED, files={"src.txt": "one\n"})
@@ -244,6 +248,7 @@ def test_failed_jobs_are_never_cached(project: Project) -> None:
         assert conn.execute(cache_entries.select()).all() == []
 
 
+@pytest.mark.backends
 def test_a_corrupted_blob_is_detected_and_the_job_runs_again(project: Project) -> None:
     project.commit(CACHED, files={"src.txt": "one\n"})
     _, jobs = project.run()
@@ -267,6 +272,7 @@ def blobs_digest(text: str) -> object:
     return Digest.parse(text)
 
 
+@pytest.mark.backends
 def test_rerun_failed_runs_only_failed_jobs_and_dependents(
     project: Project, tmp_path: Path
 ) -> None:
@@ -304,6 +310,7 @@ def test_rerun_failed_runs_only_failed_jobs_and_dependents(
     assert jobs["after"].status == "passed"
 
 
+@pytest.mark.backends
 def test_a_job_that_passes_on_retry_is_recorded_as_flaky(project: Project, tmp_path: Path) -> None:
     counter = tmp_path / "n"
     project.commit(f"""

@@ -25,6 +25,7 @@ def _order(store: runs.Store, run_id: int) -> list[str]:
     return [j.job_id for j in started if j.started_at is not None]
 
 
+@pytest.mark.backends
 def test_jobs_run_in_dependency_order(project: Project) -> None:
     project.commit("""
         jobs:
@@ -72,6 +73,7 @@ def test_concurrency_one_runs_jobs_one_at_a_time(project: Project, tmp_path: Pat
     assert run.status == "passed"
 
 
+@pytest.mark.backends
 def test_matrix_expands_and_jobs_see_their_values(project: Project) -> None:
     project.commit("""
         jobs:
@@ -172,6 +174,7 @@ def test_changed_against_a_given_base(project: Project) -> None:
     assert jobs["docs"].status == "passed"
 
 
+@pytest.mark.backends
 def test_a_failure_skips_dependents_and_fails_the_run(project: Project) -> None:
     project.commit("""
         jobs:
@@ -408,6 +411,7 @@ def test_an_unknown_command_fails_its_job_clearly(project: Project) -> None:
     assert "definitely-not-a-command" in project.log(run.id, "t")
 
 
+@pytest.mark.backends
 def test_run_start_and_finish_are_audited(project: Project) -> None:
     from shipyard.core import audit
 

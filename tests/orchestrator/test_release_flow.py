@@ -53,6 +53,7 @@ def _blob(repo: Path, digest: str) -> Path:
     return repo / ".shipyard" / "blobs" / "sha256" / hex_[:2] / hex_
 
 
+@pytest.mark.backends
 def test_a_release_is_versioned_built_signed_and_tagged(project: Path) -> None:
     result = _release(project)
     assert result.code == 0, result.output
@@ -115,6 +116,7 @@ def test_verify_names_a_modified_blob_and_a_foreign_key(project: Path, tmp_path:
     assert "unknown-key" in {p["kind"] for p in json.loads(foreign.stdout)["problems"]}
 
 
+@pytest.mark.backends
 def test_a_version_is_never_reused_even_when_its_tag_is_deleted(project: Path) -> None:
     assert _release(project).code == 0
     git(project, "tag", "-d", "v0.1.0")
@@ -126,6 +128,7 @@ def test_a_version_is_never_reused_even_when_its_tag_is_deleted(project: Path) -
 @pytest.mark.parametrize(
     "point", ["release:after-blobs", "release:after-pending", "release:after-tag"]
 )
+@pytest.mark.backends
 def test_a_crash_at_each_step_is_reconciled(project: Path, point: str) -> None:
     crashed = _release(project, env={"SHIPYARD_FAULT": point})
     assert crashed.code == -9, crashed.output
@@ -178,6 +181,7 @@ def test_a_missing_key_is_a_clear_error_before_anything_runs(project: Path, tmp_
     assert json.loads(run_cli("runs", "list", "--json", cwd=project).stdout) == []
 
 
+@pytest.mark.backends
 def test_gc_never_removes_what_a_release_needs(project: Path) -> None:
     from datetime import UTC, datetime, timedelta
 

@@ -50,6 +50,7 @@ def _blob(repo: Path, digest: str) -> Path:
     return repo / ".shipyard" / "blobs" / "sha256" / hex_[:2] / hex_
 
 
+@pytest.mark.backends
 def test_a_release_carries_its_sbom_as_a_signed_subject(project: Path, tmp_path: Path) -> None:
     result = _release(project)
     assert result.code == 0, result.output
