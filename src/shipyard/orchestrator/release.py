@@ -23,7 +23,7 @@ from shipyard.cd.controller import Controller
 from shipyard.cd.delivery import request_deploy
 from shipyard.cd.deployments import Deployment
 from shipyard.cd.settings import settings_for
-from shipyard.cd.targets.local import LocalTarget
+from shipyard.cd.targets import target_for
 from shipyard.ci import runs
 from shipyard.ci.artifacts import load_set
 from shipyard.ci.runner import RunRequest, execute, prepare_run
@@ -364,7 +364,9 @@ def _auto_deploy(
             continue
         settings = settings_for(model, name, project_dir=project.project_dir)
         created = request_deploy(store, state, settings, version, actor=actor)
-        controller = Controller(store=store, target_for=lambda _s: LocalTarget(state), actor=actor)
+        controller = Controller(
+            store=store, target_for=lambda chosen: target_for(state, chosen), actor=actor
+        )
         done.append(controller.drive(created.id))
     return tuple(done)
 

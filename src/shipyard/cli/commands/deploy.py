@@ -19,7 +19,7 @@ from shipyard.cd.delivery import (
     warm_switch,
 )
 from shipyard.cd.settings import DeploySettings, settings_for
-from shipyard.cd.targets import InstanceRef
+from shipyard.cd.targets import InstanceRef, target_for
 from shipyard.cd.targets.local import LocalTarget
 from shipyard.cli.context import Context
 from shipyard.cli.options import FileOption, JsonOption
@@ -66,7 +66,7 @@ def _environment(
 def _controller(ctx: Context, out: Output) -> Controller:
     return Controller(
         store=ctx.store,
-        target_for=lambda _s: LocalTarget(ctx.state),
+        target_for=lambda chosen: target_for(ctx.state, chosen),
         actor=ctx.actor,
         on_event=lambda text: out.line(f"  {text}"),
     )
@@ -83,7 +83,7 @@ def deploy(
     out = Output(json_mode=json_)
     ctx = Context()
     config, settings = _environment(ctx, file, env)
-    retire_expired(ctx.store, config.project, settings, LocalTarget(ctx.state))
+    retire_expired(ctx.store, config.project, settings, target_for(ctx.state, settings))
     created = request_deploy(ctx.store, ctx.state, settings, version, actor=ctx.actor)
     _drive_or_detach(ctx, out, created, wait)
 
@@ -102,22 +102,15 @@ def rollback(
     ctx = Context()
     config, current = _environment(ctx, file, env)
     state, version = rollback_target(ctx.store, config.project, env, to)
-    target = LocalTarget(ctx.state)
+    target = target_for(ctx.state, current)
     settings = settings_of_version(ctx.store, config.project, env, version) or current
+    created = None
     if version == state.warm_version:
-        switched = warm_switch(ctx.store, ctx.state, target, state, settings, actor=ctx.actor)
-        if switched is not None:
-            if json_:
-                out.json(switched.as_json())
-            else:
-                out.success(
-                    f"{env} serves {version} again (deployment {switched.id}); "
-                    f"{state.active_version} is kept warm"
-                )
-            return
-    created = request_deploy(
-        ctx.store, ctx.state, settings, version, actor=ctx.actor, kind="rollback"
-    )
+        created = warm_switch(ctx.store, ctx.state, target, state, settings, actor=ctx.actor)
+    if created is None:
+        created = request_deploy(
+            ctx.store, ctx.state, settings, version, actor=ctx.actor, kind="rollback"
+        )
     _drive_or_detach(ctx, out, created, wait)
 
 

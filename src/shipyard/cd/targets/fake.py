@@ -1,0 +1,259 @@
+"""A target that runs nothing: it records, in memory, what a strategy asks of it.
+
+For tests of the controller and the strategies, as httpx's ``MockTransport`` is for clients:
+it keeps the routes, the instances started and stopped, and can be told to fail health
+checks, to fail or crash at a given step, or to run a test's action there. Never deploys.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipyard.cd.settings import DeploySettings
+from shipyard.cd.targets.interface import (
+    InstanceRef,
+    InstanceUnhealthy,
+    Release,
+    Target,
+    TargetError,
+)
+from shipyard.core.state import StateDir
+
+STEPS = ("prepare", "start", "wait_healthy", "alive", "stop", "route")
+"""The target's steps, by the name of the method, where a test can make something happen."""
+
+
+# Not a ShipyardError on purpose: the controller handles those; a crash must get past it.
+class TargetCrash(Exception):
+    """Raised where the fake was told to crash: stands for a driver killed during a step."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call the target received: the step and the versions it concerned."""
+
+    step: str
+    versions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RouteChange:
+    """One routing table given to an environment's router: weight and instances per version."""
+
+    router: str
+    weights: Mapping[str, int]
+    instances: Mapping[str, tuple[str, ...]]
+
+
+@dataclass
+class _Action:
+    step: str
+    call: int
+    after: bool
+    run: Callable[[], None]
+
+
+class Hold:
+    """A step that blocks until the test releases it; ``reached`` is set once it blocks."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        """Let the blocked step go on."""
+        self._released.set()
+
+    def wait(self) -> None:
+        """Block the calling step until released."""
+        self.reached.set()
+        self._released.wait()
+
+
+class FakeTarget(Target):
+    """Instances and routes as records in memory; failures and crashes on request."""
+
+    def __init__(self, state: StateDir | None = None) -> None:
+        base = state.root if state is not None else Path(tempfile.gettempdir())
+        self.root = base / "fake-target"
+        self.calls: list[Call] = []
+        self.prepared: list[Release] = []
+        self.started: list[InstanceRef] = []
+        self.stopped: list[InstanceRef] = []
+        self.running: dict[str, InstanceRef] = {}
+        self.routes: list[RouteChange] = []
+        self.problems: list[str] = []
+        self.unhealthy: set[str] = set()
+        self._actions: list[_Action] = []
+        self._counts: dict[str, int] = dict.fromkeys(STEPS, 0)
+        self._ports = itertools.count(20000)
+        self._lock = threading.RLock()
+
+    # What a test tells the fake to do.
+
+    def fail_health(self, version: str) -> None:
+        """Instances of ``version`` never answer their health check."""
+        self.unhealthy.add(version)
+
+    def at(self, step: str, run: Callable[[], None], *, call: int = 1, after: bool = False) -> None:
+        """Run ``run`` at the ``call``-th call of ``step``: before it acts, or after it acted."""
+        if step not in STEPS:
+            raise ValueError(f"{step!r} is not a step of a target; the steps are {STEPS}")
+        self._actions.append(_Action(step, call, after, run))
+
+    def crash_at(self, step: str, *, call: int = 1, after: bool = False) -> None:
+        """Raise TargetCrash at that call of ``step`` (``after``: once its effect took place)."""
+
+        def crash() -> None:
+            raise TargetCrash(f"crashed {'after' if after else 'at'} {step} (call {call})")
+
+        self.at(step, crash, call=call, after=after)
+
+    def fail_at(self, step: str, error: BaseException, *, call: int = 1) -> None:
+        """Raise ``error`` at that call of ``step``, before it acts (a target's own failure)."""
+
+        def fail() -> None:
+            raise error
+
+        self.at(step, fail, call=call)
+
+    def hold(self, step: str, *, call: int = 1) -> Hold:
+        """Block that call of ``step`` until the returned Hold is released."""
+        held = Hold()
+        self.at(step, held.wait, call=call)
+        return held
+
+    # What a test reads.
+
+    def weights(self, router: str) -> dict[str, int]:
+        """The weights the router ``router`` (a ``router_key``) has now; empty if never routed."""
+        with self._lock:
+            for change in reversed(self.routes):
+                if change.router == router:
+                    return dict(change.weights)
+        return {}
+
+    def running_versions(self) -> dict[str, int]:
+        """How many instances of each version run now."""
+        with self._lock:
+            counts: dict[str, int] = {}
+            for instance in self.running.values():
+                counts[instance.version] = counts.get(instance.version, 0) + 1
+            return counts
+
+    def steps(self) -> list[str]:
+        """The steps called so far, in order."""
+        with self._lock:
+            return [call.step for call in self.calls]
+
+    # The Target interface.
+
+    def prepare(self, release: Release, settings: DeploySettings) -> Path:
+        """Record the release as prepared; return where it would run from."""
+        with self._step("prepare", (release.version,)):
+            self.prepared.append(release)
+        return self.root / "releases" / f"{release.project}-{release.version}"
+
+    def start(
+        self, release: Release, settings: DeploySettings, root: Path, tag: str
+    ) -> list[InstanceRef]:
+        """Start ``settings.instances`` instances; one of the same name is replaced."""
+        with self._step("start", (release.version,)):
+            new = []
+            for index in range(settings.instances):
+                name = f"{settings.project}.{settings.environment}.{tag}.{index}"
+                replaced = self.running.pop(name, None)
+                if replaced is not None:
+                    self.stopped.append(replaced)
+                instance = InstanceRef(name, release.version, "127.0.0.1", next(self._ports))
+                self.running[name] = instance
+                self.started.append(instance)
+                new.append(instance)
+        return new
+
+    def wait_healthy(self, instances: Sequence[InstanceRef], settings: DeploySettings) -> None:
+        """Return if every instance runs and its version is healthy; else InstanceUnhealthy."""
+        with self._step("wait_healthy", _versions(instances)):
+            gone = [i.name for i in instances if self.running.get(i.name) != i]
+            if gone:
+                raise InstanceUnhealthy(f"{', '.join(gone)} not running")
+            sick = [i.name for i in instances if i.version in self.unhealthy]
+            if sick:
+                raise InstanceUnhealthy(
+                    f"{', '.join(sick)} did not answer {settings.health_path} with 2xx"
+                )
+
+    def alive(self, instances: Sequence[InstanceRef], settings: DeploySettings) -> bool:
+        """Whether every instance runs and its version is healthy."""
+        with self._step("alive", _versions(instances)):
+            return bool(instances) and all(
+                self.running.get(i.name) == i and i.version not in self.unhealthy for i in instances
+            )
+
+    def stop(self, instances: Sequence[InstanceRef]) -> None:
+        """Stop the instances that run; others are ignored, as already gone."""
+        with self._step("stop", _versions(instances)):
+            for instance in instances:
+                if self.running.get(instance.name) == instance:
+                    del self.running[instance.name]
+                    self.stopped.append(instance)
+
+    def route(
+        self, settings: DeploySettings, weights: Mapping[str, tuple[int, Sequence[InstanceRef]]]
+    ) -> str:
+        """Record the new table; weights must sum to 100, as a real router requires."""
+        with self._step("route", tuple(sorted(weights))):
+            total = sum(weight for weight, _ in weights.values())
+            if total != 100:
+                raise TargetError(f"the weights sum to {total}, not 100")
+            for version, (weight, refs) in weights.items():
+                down = [i.name for i in refs if self.running.get(i.name) != i]
+                if weight and down:
+                    self.problems.append(f"{version} gets {weight}% on stopped {down}")
+                if weight and not refs:
+                    self.problems.append(f"{version} gets {weight}% and has no instance")
+            self.routes.append(
+                RouteChange(
+                    router=settings.router_key,
+                    weights={version: weight for version, (weight, _) in weights.items()},
+                    instances={v: tuple(i.name for i in refs) for v, (_, refs) in weights.items()},
+                )
+            )
+        return f"http://fake.{settings.router_key}"
+
+    def _step(self, step: str, versions: tuple[str, ...]) -> _Step:
+        with self._lock:
+            self._counts[step] += 1
+            self.calls.append(Call(step, versions))
+            number = self._counts[step]
+            due = [a for a in self._actions if a.step == step and a.call == number]
+        return _Step(self._lock, [a for a in due if not a.after], [a for a in due if a.after])
+
+
+class _Step:
+    """Runs a step's actions before it (outside the lock) and after it; the body holds the lock."""
+
+    def __init__(self, lock: threading.RLock, before: list[_Action], after: list[_Action]) -> None:
+        self._lock = lock
+        self._before = before
+        self._after = after
+
+    def __enter__(self) -> None:
+        for action in self._before:
+            action.run()
+        self._lock.acquire()
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        self._lock.release()
+        if kind is None:
+            for action in self._after:
+                action.run()
+
+
+def _versions(instances: Sequence[InstanceRef]) -> tuple[str, ...]:
+    return tuple(sorted({i.version for i in instances}))
