@@ -323,3 +323,65 @@ def test_discovery_skips_hidden_folders_node_modules_and_virtualenvs(workspace: 
     (workspace / "requirements" / "prod.txt").write_text("six==1.0\n")
     found = [p.relative_to(workspace).as_posix() for p in find_dependency_files(workspace)]
     assert found == ["requirements.txt", "requirements/prod.txt", "svc/requirements.txt"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "-r ../../etc/passwd",
+        "--requirement=../secret.txt",
+        "--requirement ../secret.txt",
+        "-r{outside}/secret.txt",
+        "-c ../secret.txt",
+        "--constraint={outside}/secret.txt",
+    ],
+)
+def test_includes_outside_the_repository_are_refused_with_file_and_line(
+    tmp_path: Path, workspace: Path, line: str
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("leaked==1.0\n")
+    (tmp_path / "secret.txt").write_text("leaked==1.0\n")
+    (workspace / "requirements.txt").write_text(f"six==1.0\n{line.format(outside=outside)}\n")
+    with pytest.raises(MalformedDependencyFile) as caught:
+        read_dependencies(workspace)
+    assert caught.value.message.startswith("requirements.txt:2: ")
+    assert "outside the repository" in caught.value.message
+    assert "leaked" not in caught.value.message
+
+
+def test_a_symlink_that_escapes_the_repository_is_refused(tmp_path: Path, workspace: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("leaked==1.0\n")
+    (workspace / "base.txt").symlink_to(secret)
+    (workspace / "requirements.txt").write_text("-r base.txt\n")
+    with pytest.raises(MalformedDependencyFile, match=r"requirements.txt:1: .*outside"):
+        read_dependencies(workspace)
+    (workspace / "requirements.txt").unlink()
+    (workspace / "requirements-dev.txt").symlink_to(secret)
+    with pytest.raises(MalformedDependencyFile) as caught:
+        read_dependencies(workspace)
+    assert "requirements-dev.txt" in caught.value.message
+    assert "outside the repository" in caught.value.message
+    (workspace / "requirements-dev.txt").unlink()
+    (workspace / "package-lock.json").symlink_to(secret)
+    with pytest.raises(MalformedDependencyFile, match=r"package-lock\.json.*outside"):
+        read_dependencies(workspace)
+
+
+def test_a_project_folder_may_include_files_elsewhere_in_its_repository(tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    (repository / ".git").mkdir(parents=True)
+    (repository / "shared").mkdir()
+    (repository / "shared" / "base.txt").write_text("six==1.0\n")
+    project = repository / "services" / "api"
+    project.mkdir(parents=True)
+    (project / "requirements.txt").write_text(
+        "-r ../../shared/base.txt\n-c ../../shared/base.txt\n"
+    )
+    assert [d.name for d in read_dependencies(project).dependencies] == ["six"]
+    (project / "requirements.txt").write_text("-r ../../../elsewhere.txt\n")
+    (tmp_path / "elsewhere.txt").write_text("leaked==1.0\n")
+    with pytest.raises(MalformedDependencyFile, match="outside the repository"):
+        read_dependencies(project)

@@ -120,7 +120,7 @@ class VulnerabilityGate(Gate):
 
     def judge(self, context: GateContext) -> Verdict:
         """Match the workspace's dependencies (or the stored SBOM's) against the advisories."""
-        scan = scan_dependencies(context.workspace, context.sbom)
+        scan = scan_dependencies(context.workspace, context.sbom, source_dir=context.source_dir)
         findings: list[Finding] = []
         usable: list[AdvisorySource] = []
         for source in self.sources:

@@ -4,6 +4,7 @@
 (skipping hidden folders, ``node_modules`` and virtual environments) and reads every file a
 reader knows. ``pyproject.toml`` is read only where no Python lockfile sits beside it. A
 stored CycloneDX SBOM is read only when named (``scan_dependencies``), never found by a walk.
+No file outside the workspace's repository is read (``repository_root``), symlinks included.
 """
 
 from __future__ import annotations
@@ -122,8 +123,36 @@ def find_dependency_files(root: Path) -> list[Path]:
     return found
 
 
-def read_dependencies(root: Path, files: list[Path] | None = None) -> DependencyScan:
-    """Read the given files (default: every file found under ``root``)."""
+def repository_root(workspace: Path, source_dir: Path | None = None) -> Path:
+    """The repository that holds ``workspace``: the folder dependency files may name files in.
+
+    That is the nearest folder above ``source_dir`` (the project's folder in the working tree;
+    default: the workspace) that holds ``.git``. When the workspace is a copy of the project
+    (an unpacked release bundle), the same number of folders above the copy. Without a
+    repository, the workspace itself.
+    """
+    source = (source_dir or workspace).resolve()
+    top = next((folder for folder in (source, *source.parents) if (folder / ".git").exists()), None)
+    if top is None:
+        return workspace.resolve()
+    inner = source.relative_to(top).parts
+    copy = workspace.resolve()
+    if copy == source:
+        return top
+    if inner and copy.parts[-len(inner) :] == inner:
+        return Path(*copy.parts[: -len(inner)])
+    return copy
+
+
+def read_dependencies(
+    root: Path, files: list[Path] | None = None, *, repository: Path | None = None
+) -> DependencyScan:
+    """Read the given files (default: every file found under ``root``).
+
+    A file, or a file it includes, outside ``repository`` (default: ``repository_root(root)``)
+    is a ``MalformedDependencyFile``.
+    """
+    inside = repository if repository is not None else repository_root(root)
     chosen = find_dependency_files(root) if files is None else files
     seen: set[tuple[str, str, str | None, str]] = set()
     dependencies: list[Dependency] = []
@@ -135,7 +164,7 @@ def read_dependencies(root: Path, files: list[Path] | None = None) -> Dependency
                 hint="name a requirements*.txt, uv.lock, poetry.lock, pylock.toml, "
                 "package-lock.json or pyproject.toml",
             )
-        for dependency in reader.read(path, root):
+        for dependency in reader.read_within(path, root, inside):
             key = (
                 dependency.ecosystem,
                 dependency.name.lower(),
@@ -151,10 +180,15 @@ def read_dependencies(root: Path, files: list[Path] | None = None) -> Dependency
     )
 
 
-def scan_dependencies(workspace: Path, sbom: Path | None = None) -> DependencyScan:
-    """The dependencies of a workspace, or of a stored SBOM when one is given."""
+def scan_dependencies(
+    workspace: Path, sbom: Path | None = None, *, source_dir: Path | None = None
+) -> DependencyScan:
+    """The dependencies of a workspace, or of a stored SBOM when one is given.
+
+    ``source_dir`` is the project's folder in the working tree when the workspace is a copy;
+    it tells where the repository ends (``repository_root``)."""
     if sbom is None:
-        return read_dependencies(workspace)
+        return read_dependencies(workspace, repository=repository_root(workspace, source_dir))
     found = READERS["cyclonedx"].read(sbom, sbom.parent)
     return DependencyScan(files=(f"the stored SBOM ({sbom.name})",), dependencies=tuple(found))
 
@@ -169,5 +203,6 @@ __all__ = [
     "find_dependency_files",
     "read_dependencies",
     "reader_for",
+    "repository_root",
     "scan_dependencies",
 ]

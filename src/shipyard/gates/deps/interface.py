@@ -68,6 +68,11 @@ class DependencyReader(ABC):
     def read(self, path: Path, root: Path) -> list[Dependency]:
         """The dependencies ``path`` declares; ``root`` makes the names in results relative."""
 
+    def read_within(self, path: Path, root: Path, repository: Path) -> list[Dependency]:
+        """Like ``read``, refusing a file (or a file it includes) outside ``repository``."""
+        refuse_outside(path, root, repository)
+        return self.read(path, root)
+
 
 HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha384": 96, "sha512": 128}
 """The hash algorithms a lockfile may name, with the length of their hex digests."""
@@ -100,6 +105,28 @@ def relative_name(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return str(path)
+
+
+def is_inside(path: Path, repository: Path) -> bool:
+    """Whether ``path``, with every symlink followed, lies in ``repository``."""
+    return path.resolve().is_relative_to(repository.resolve())
+
+
+def refuse_outside(path: Path, root: Path, repository: Path, *, where: str | None = None) -> None:
+    """``MalformedDependencyFile`` when ``path`` (symlinks followed) leaves ``repository``.
+
+    ``where`` (``file:line``) names the line that pointed there; else the file itself is named.
+    """
+    if is_inside(path, repository):
+        return
+    name = relative_name(path, root)
+    subject = f"{where}: {name!r} is" if where else f"{name}: the file is"
+    raise MalformedDependencyFile(
+        f"{subject} outside the repository ({repository}); Shipyard reads no dependency file "
+        "from elsewhere on this machine",
+        hint="keep the file inside the repository (a symlink must not point out of it) and "
+        "name it by a relative path",
+    )
 
 
 def read_text(path: Path, root: Path) -> str:

@@ -3,7 +3,8 @@
 A line pins a version when its only specifier is ``==V`` (or ``===V``) without a wildcard.
 Markers are kept, not evaluated here: which interpreter a release will meet is the gate's
 setting (``gates.vulnerabilities.environment``), not the reader's. pip options other than
-``-r`` are skipped.
+``-r`` are skipped. An include or constraint file outside the repository is refused: a
+committed ``-r ../../etc/passwd`` must not make a scan read the machine's files.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from shipyard.gates.deps.interface import (
     MalformedDependencyFile,
     parsed_hash,
     read_text,
+    refuse_outside,
     relative_name,
 )
 
@@ -29,6 +31,7 @@ MAX_INCLUDE_DEPTH = 20
 _COMMENT = re.compile(r"(^|\s)#.*$")
 _HASH_OPTION = re.compile(r"\s--hash[=\s](?P<hash>\S+)")
 _INCLUDE = re.compile(r"^(?:-r|--requirement)(?:\s*=\s*|\s+|(?=\S))(?P<path>\S+)$")
+_CONSTRAINT = re.compile(r"^(?:-c|--constraint)(?:\s*=\s*|\s+|(?=\S))(?P<path>\S+)$")
 _SKIPPED_OPTIONS = (
     "-c",
     "--constraint",
@@ -60,14 +63,20 @@ class RequirementsReader(DependencyReader):
 
     def read(self, path: Path, root: Path) -> list[Dependency]:
         """Every requirement in ``path`` and, recursively, in the files it includes."""
+        return self.read_within(path, root, root)
+
+    def read_within(self, path: Path, root: Path, repository: Path) -> list[Dependency]:
+        """``read``, refusing ``path`` or any file it names with ``-r``/``-c`` outside
+        ``repository``."""
+        refuse_outside(path, root, repository)
         found: list[Dependency] = []
-        self._read(path, root, found, (), set())
+        self._read(path, root, repository, found, (), set())
         return found
 
     def included_files(self, path: Path, root: Path) -> set[Path]:
         """The files ``path`` includes with ``-r``, directly or not (not ``path`` itself)."""
         seen: set[Path] = set()
-        self._read(path, root, [], (), seen)
+        self._read(path, root, root, [], (), seen)
         seen.discard(path.resolve())
         return seen
 
@@ -75,6 +84,7 @@ class RequirementsReader(DependencyReader):
         self,
         path: Path,
         root: Path,
+        repository: Path,
         found: list[Dependency],
         chain: tuple[Path, ...],
         seen: set[Path],
@@ -102,7 +112,13 @@ class RequirementsReader(DependencyReader):
             include = _INCLUDE.match(line)
             if include:
                 target = path.parent / include.group("path")
-                self._read(target, root, found, (*chain, resolved), seen)
+                refuse_outside(target, root, repository, where=f"{name}:{number}")
+                self._read(target, root, repository, found, (*chain, resolved), seen)
+                continue
+            constraint = _CONSTRAINT.match(line)
+            if constraint:
+                target = path.parent / constraint.group("path")
+                refuse_outside(target, root, repository, where=f"{name}:{number}")
                 continue
             if line.startswith("-"):
                 option = re.split(r"[\s=]", line, maxsplit=1)[0]

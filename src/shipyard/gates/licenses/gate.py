@@ -63,7 +63,7 @@ class LicenseGate(Gate):
     def judge(self, context: GateContext) -> Verdict:
         """Read every dependency's license and judge it against the lists."""
         policy = Policy.of(self.settings.allow, self.settings.deny)
-        scan = scan_dependencies(context.workspace, context.sbom)
+        scan = scan_dependencies(context.workspace, context.sbom, source_dir=context.source_dir)
         report = collect_licenses(
             scan.dependencies,
             self.settings,

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 
 from shipyard import __version__
 from shipyard.core.config import ShipyardConfig
-from shipyard.gates.deps import Dependency, PackageRef, read_dependencies
+from shipyard.gates.deps import Dependency, PackageRef, read_dependencies, repository_root
 from shipyard.gates.deps.cyclonedx import LOCATION_PROPERTY
 from shipyard.gates.licenses import LicenseReport, collect_licenses, package_key, unique
 
@@ -76,7 +76,7 @@ def build_sbom(
     from cyclonedx.model.component import Component, ComponentType
     from cyclonedx.output.json import JsonV1Dot6
 
-    scan = read_dependencies(workspace)
+    scan = read_dependencies(workspace, repository=repository_root(workspace, source_dir))
     dependencies = unique(scan.dependencies)
     settings = config.gates.licenses if config.gates is not None else None
     report = collect_licenses(dependencies, settings, source_dir or workspace, strict=False)
