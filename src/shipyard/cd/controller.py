@@ -270,7 +270,7 @@ def _state_from(
         active_version=data.get("active_version"),
         active_deployment=data.get("active_deployment"),
         warm_version=data.get("warm_version"),
-        warm_deployment=fallback.warm_deployment,
+        warm_deployment=data.get("warm_deployment", fallback.warm_deployment),
         warm_until=when("warm_until"),
         instances=data.get("instances", {}),
         router=data.get("router", {}),

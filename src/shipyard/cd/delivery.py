@@ -9,7 +9,7 @@ configuration that went with it.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from shipyard.cd import deployments
 from shipyard.cd.deployments import Deployment, EnvironmentState
@@ -112,14 +112,16 @@ def warm_switch(
     *,
     actor: str,
 ) -> Deployment | None:
-    """Move all traffic back to the warm version at once; None if it is not warm any more."""
+    """Ask for a rollback to the warm version (strategy ``switch``: traffic back at once).
+
+    Returns the pending deployment, driven like any other; None if nothing is warm any more.
+    """
     warm = [InstanceRef.from_json(i) for i in env_state.instances.get("warm", [])]
-    active = [InstanceRef.from_json(i) for i in env_state.instances.get("active", [])]
     expired = env_state.warm_until is not None and env_state.warm_until < datetime.now(UTC)
     if not env_state.warm_version or expired or not target.alive(warm, settings):
         return None
-    _verified_release(store, state, settings.project, env_state.warm_version)
-    deployment = deployments.create(
+    record = _verified_release(store, state, settings.project, env_state.warm_version)
+    return deployments.create(
         store,
         project=settings.project,
         environment=settings.environment,
@@ -127,39 +129,9 @@ def warm_switch(
         kind="rollback",
         strategy="switch",
         previous_version=env_state.active_version,
-        settings={"deploy": settings.as_json(), "bundle": "", "previous": None},
+        settings={"deploy": settings.as_json(), "bundle": record.bundle, "previous": None},
         actor=actor,
         on_busy="refuse",
-    )
-    deployments.transition(store, deployment.id, "progressing", actor=actor)
-    weights = {env_state.warm_version: (100, warm)}
-    if env_state.active_version and env_state.active_version != env_state.warm_version:
-        weights[env_state.active_version] = (0, active)
-    address = target.route(settings, weights)
-    now = datetime.now(UTC)
-    deployments.save_environment(
-        store,
-        replace(
-            env_state,
-            active_version=env_state.warm_version,
-            active_deployment=env_state.warm_deployment,
-            warm_version=env_state.active_version,
-            warm_deployment=env_state.active_deployment,
-            warm_until=now + timedelta(seconds=max(settings.rollback_window_s, 60.0)),
-            instances={
-                "active": [i.as_json() for i in warm],
-                "warm": [i.as_json() for i in active],
-            },
-            router={"address": address},
-            since=now,
-        ),
-    )
-    return deployments.transition(
-        store,
-        deployment.id,
-        "succeeded",
-        actor=actor,
-        message="traffic moved back to the warm version",
     )
 
 

@@ -119,6 +119,7 @@ class EnvironmentState:
             "active_version": self.active_version,
             "active_deployment": self.active_deployment,
             "warm_version": self.warm_version,
+            "warm_deployment": self.warm_deployment,
             "warm_until": self.warm_until.isoformat() if self.warm_until else None,
             "instances": dict(self.instances),
             "router": dict(self.router),

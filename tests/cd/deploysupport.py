@@ -1,0 +1,41 @@
+"""Shared by the delivery tests: a store to drive deployments in, and a service's settings.
+
+With ``shipyard.cd.targets.FakeTarget`` the controller and the strategies are tested in
+milliseconds; a few tests still deploy real processes (tests/cd/test_deploy.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shipyard.cd.settings import DeploySettings
+from shipyard.core.state import StateDir
+from shipyard.core.store import Store, open_store
+
+
+def make_store(root: Path) -> tuple[StateDir, Store]:
+    """A fresh state directory (outside any repository) and its migrated SQLite store."""
+    state = StateDir(root=root, repo_root=None, git_common_dir=None)
+    return state, open_store(state)
+
+
+def settings(
+    environment: str = "staging", strategy: str = "blue_green", **changes: object
+) -> DeploySettings:
+    """The settings of a two-instance example service in ``environment``."""
+    values: dict[str, object] = {
+        "project": "webapp",
+        "environment": environment,
+        "target": "local",
+        "strategy": strategy,
+        "rollback_window_s": 600.0,
+        "preview": False,
+        "setup": None,
+        "command": "python3 -m app --port {port}",
+        "health_path": "/healthz",
+        "health_timeout_s": 5.0,
+        "health_interval_s": 0.1,
+        "instances": 2,
+    }
+    values.update(changes)
+    return DeploySettings(**values)  # type: ignore[arg-type]
