@@ -8,16 +8,15 @@ supervisor's owner-only environment files, never through a configuration file or
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -40,9 +39,9 @@ from shipyard.cd.targets.interface import (
 from shipyard.core.blobs import BlobStore
 from shipyard.core.secrets import load_secrets
 from shipyard.core.state import StateDir
+from shipyard.release import unpacked
 
 _SAFE = re.compile(r"[^a-z0-9_.-]+")
-_READY = ".shipyard-ready"
 _SETUP_TIMEOUT_S = 1800.0
 _ROUTER_START_S = 15.0
 _FAILED_STATES = frozenset({"FATAL", "BACKOFF", "EXITED", "STOPPED"})
@@ -63,31 +62,29 @@ class LocalTarget(Target):
         self.supervisor = Supervisor.for_state(state)
 
     def prepare(self, release: Release, settings: DeploySettings) -> Path:
-        """Unpack the bundle once (verified) and run ``service.setup`` in it once."""
+        """Unpack the verified bundle once, run ``service.setup`` in it once, seal it read-only.
+
+        A tree sealed before is checked instead; ``UnpackedReleaseChanged`` names what differs.
+        """
+        folder = self._folder(release, settings)
+        root = folder / f"{release.project}-{release.version}"
+        service_root = root / settings.project_dir if settings.project_dir else root
+        if unpacked.is_sealed(folder):
+            unpacked.check(folder, release.bundle, root=service_root)
+            return service_root
+        unpacked.remove(folder)  # what an interrupted prepare left
+        unpacked.unpack(self.blobs, release.bundle, folder)
+        if settings.setup:
+            self._setup(release, settings, service_root, folder)
+        unpacked.seal(folder, release.bundle)
+        return service_root
+
+    def _folder(self, release: Release, settings: DeploySettings) -> Path:
         # One folder per bundle and setup command: a changed setup runs again, on a fresh copy.
         setup = hashlib.sha256((settings.setup or "").encode()).hexdigest()[:8]
         bundle_id = release.bundle.split(":")[-1][:12]
-        folder = (
-            self.state.root
-            / "deploy"
-            / "releases"
-            / name_part(f"{release.project}-{release.version}-{bundle_id}-{setup}")
-        )
-        root = folder / f"{release.project}-{release.version}"
-        service_root = root / settings.project_dir if settings.project_dir else root
-        if (folder / _READY).exists():
-            return service_root
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        archive = folder / "bundle.tar.gz"
-        self.blobs.copy_to(release.bundle, archive)
-        with tarfile.open(archive, "r:gz") as bundle:
-            bundle.extractall(folder, filter="data")
-        archive.unlink()
-        if settings.setup:
-            self._setup(release, settings, service_root, folder)
-        (folder / _READY).write_text(release.bundle + "\n")
-        return service_root
+        name = name_part(f"{release.project}-{release.version}-{bundle_id}-{setup}")
+        return self.state.root / "deploy" / "releases" / name
 
     def _setup(self, release: Release, settings: DeploySettings, cwd: Path, folder: Path) -> None:
         log = self.state.logs / "setup" / f"{name_part(release.project)}-{release.version}.log"
@@ -109,7 +106,8 @@ class LocalTarget(Target):
             except subprocess.TimeoutExpired:
                 code = -1
         if code != 0:
-            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                unpacked.remove(folder)
             raise SetupFailed(
                 f"service.setup failed for {release.version} (exit {code}): "
                 f"{_tail(log) or 'no output'}",
@@ -119,7 +117,11 @@ class LocalTarget(Target):
     def start(
         self, release: Release, settings: DeploySettings, root: Path, tag: str
     ) -> list[InstanceRef]:
-        """Start the instances under the supervisor, each on a free port of this host."""
+        """Start the instances under the supervisor, each on a free port of this host.
+
+        The sealed tree is checked first: an instance only ever starts from the verified bundle.
+        """
+        unpacked.check(self._folder(release, settings), release.bundle, root=root)
         secrets = {
             name: value.reveal()
             for name, value in load_secrets(
@@ -128,7 +130,9 @@ class LocalTarget(Target):
                 secrets_file=self.state.root / "secrets",
             ).items()
         }
-        base = self._base_env(release, settings)
+        # The tree is sealed, and a root instance would write bytecode into it all the same.
+        pycache = self.state.root / "deploy" / "pycache"
+        base = {"PYTHONPYCACHEPREFIX": str(pycache), **self._base_env(release, settings)}
         started: list[InstanceRef] = []
         try:
             self.supervisor.ensure_running()
