@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from shipyard.core.config.release import Release
 from shipyard.core.errors import GitError
 from shipyard.core.git import Git
-from shipyard.release.semver import BumpLevel, Version
+from shipyard.release import planning
+from shipyard.release.semver import MAX_VERSION_LENGTH, BumpLevel, InvalidVersion, Version
 from shipyard.release.versioning import (
     BranchNotReleasable,
     InvalidTagFormat,
@@ -411,11 +413,36 @@ def test_monorepo_paths_and_tag_formats_keep_projects_apart(monorepo: Repo) -> N
     assert released(monorepo, tag_format="web-v{version}", paths=["web"]) == "2.0.1"
 
 
-def test_monorepo_paths_are_relative_to_the_project_folder(monorepo: Repo) -> None:
-    monorepo.commit("fix(api): inside", {"api/app.py": "3\n"})
+def test_monorepo_paths_are_from_the_root_whichever_folder_git_runs_in(monorepo: Repo) -> None:
+    monorepo.commit("fix(api): inside", {"api/app.py": "3\n", "api/src/x.py": "3\n"})
     monorepo.commit("feat: outside", {"web/index.html": "3\n"})
-    result = next_version(Git(monorepo.path / "api"), tag_format="api-v{version}", paths=["."])
-    assert str(result.version) == "1.0.1"
+    for folder in (monorepo.path, monorepo.path / "api", monorepo.path / "api" / "src"):
+        result = next_version(Git(folder), tag_format="api-v{version}", paths=["api"])
+        assert str(result.version) == "1.0.1", folder
+        assert [c.title for c in result.commits] == ["fix(api): inside"]
+    everything = next_version(Git(monorepo.path / "web"), tag_format="api-v{version}", paths=["."])
+    assert [c.title for c in everything.commits] == ["feat: outside", "fix(api): inside"]
+
+
+def test_plan_takes_release_paths_from_the_project_folder(monorepo: Repo) -> None:
+    monorepo.commit("fix(shared): colour", {"shared/style.css": "x\n"})
+    monorepo.commit("fix(api): inside", {"api/app.py": "3\n"})
+    monorepo.commit("feat(web): outside", {"web/index.html": "3\n"})
+    section = Release(tag_format="api-v{version}", paths=[".", "../shared"])
+    for folder in ("", "api", "api/deep", "web"):
+        (monorepo.path / folder).mkdir(parents=True, exist_ok=True)
+        found = planning.plan(Git(monorepo.path / folder), section, project_dir="api")
+        assert found.version == "1.0.1", folder
+        assert [c.title for c in found.next.commits] == ["fix(api): inside", "fix(shared): colour"]
+        assert found.next.levels == (BumpLevel.PATCH, BumpLevel.PATCH)
+
+
+@pytest.mark.parametrize("path", ["../..", "../../elsewhere", "/etc"])
+def test_plan_refuses_release_paths_outside_the_repository(monorepo: Repo, path: str) -> None:
+    section = Release(tag_format="api-v{version}", paths=[".", path])
+    with pytest.raises(VersioningError, match="leads outside the repository") as caught:
+        planning.plan(monorepo.api, section, project_dir="api")
+    assert repr(path) in caught.value.message
 
 
 def test_monorepo_prerelease_series_since_the_last_candidate(monorepo: Repo) -> None:
@@ -505,3 +532,51 @@ def test_many_release_tags(git_project: Repo) -> None:
     git_project.commit("fix: last")
     result = next_version(git_project.api)
     assert (result.current_tag, str(result.version)) == ("v1.29.0", "1.29.1")
+
+
+# -- absurd sizes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text", ["7" * 5_000_000 + ".0.0", "1.0.0-" + "a" * 5_000_000, "1.0.0+" + "b" * 300]
+)
+def test_a_version_longer_than_the_limit_is_refused_in_a_short_message(text: str) -> None:
+    assert Version.try_parse(text) is None
+    with pytest.raises(InvalidVersion, match=f"at most {MAX_VERSION_LENGTH} characters") as caught:
+        Version.parse(text)
+    assert len(str(caught.value)) < 300
+    longest = "1.0.0-" + "a" * (MAX_VERSION_LENGTH - 6)
+    assert str(Version.parse(longest)) == longest
+
+
+def test_a_huge_initial_version_names_the_setting(v1: Repo) -> None:
+    with pytest.raises(VersioningError, match=r"release\.initial_version") as caught:
+        next_version(v1.api, initial_version="1" * 5_000_000 + ".0.0")
+    assert len(str(caught.value)) < 400
+
+
+def test_a_huge_release_as_footer_names_the_commit(v1: Repo, tmp_path: Path) -> None:
+    message = tmp_path / "message.txt"
+    message.write_text("feat: jump\n\nRelease-As: " + "9" * 5_000_000 + ".0.0\n")
+    v1.git("commit", "--quiet", "--allow-empty", "--file", str(message))
+    sha = v1.git("rev-parse", "HEAD")
+    with pytest.raises(ReleaseAsRejected, match=sha[:7]) as caught:
+        next_version(v1.api)
+    assert len(str(caught.value)) < 400
+
+
+def test_a_huge_tag_is_skipped_with_a_short_warning(v1: Repo) -> None:
+    v1.commit("fix: a")
+    commit = v1.git("rev-parse", "HEAD")
+    with (v1.path / ".git" / "packed-refs").open("a") as packed:
+        packed.write(f"{commit} refs/tags/v{'8' * 5_000_000}.0.0\n")
+    result = next_version(v1.api)
+    assert str(result.version) == "1.0.1"
+    assert len(result.warnings) == 1
+    assert "is skipped" in result.warnings[0] and len(result.warnings[0]) < 300
+
+
+def test_a_huge_prerelease_token_is_refused_in_a_short_message(v1: Repo) -> None:
+    with pytest.raises(VersioningError, match="is not a prerelease token") as caught:
+        next_version(v1.api, prerelease="rc" + "1" * 5_000_000)
+    assert len(str(caught.value)) < 300

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from shipyard.core.config.release import Release
 from shipyard.core.git import Git
 from shipyard.release.changelog import render_release, render_unreleased
-from shipyard.release.versioning import NextVersion, channel_token, next_version
+from shipyard.release.versioning import (
+    NextVersion,
+    VersioningError,
+    channel_token,
+    next_version,
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,12 @@ def _repository_paths(paths: list[str], project_dir: str) -> tuple[str, ...]:
     chosen = []
     for path in paths:
         joined = posixpath.normpath(posixpath.join(project_dir or ".", path))
+        if posixpath.isabs(path) or joined == ".." or joined.startswith("../"):
+            raise VersioningError(
+                f"release.paths lists {path!r}, which leads outside the repository"
+                + (f" from the project folder {project_dir}" if project_dir else ""),
+                hint="list folders of the repository, relative to the folder of shipyard.yaml",
+            )
         if joined != ".":
             chosen.append(joined)
     return tuple(chosen)

@@ -12,7 +12,10 @@ from enum import IntEnum
 
 from shipyard.core.errors import UserError
 
-__all__ = ["BumpLevel", "InvalidVersion", "Version"]
+__all__ = ["MAX_VERSION_LENGTH", "BumpLevel", "InvalidVersion", "Version", "excerpt"]
+
+MAX_VERSION_LENGTH = 256
+"""The longest version text accepted; SemVer sets no limit, but no real version comes close."""
 
 _NUMBER = r"0|[1-9]\d*"
 _PRERELEASE_ID = r"0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*"
@@ -84,6 +87,12 @@ class Version:
     @classmethod
     def parse(cls, text: str) -> Version:
         """The version ``text`` spells, such as ``1.3.0-rc.1+build.5``; InvalidVersion if none."""
+        if len(text) > MAX_VERSION_LENGTH:
+            raise InvalidVersion(
+                f"{excerpt(text)} is not a semantic version: a version has at most "
+                f"{MAX_VERSION_LENGTH} characters",
+                hint="write MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD], such as 1.4.0 or 2.0.0-rc.1",
+            )
         match = _SEMVER.fullmatch(text)
         if match is None:
             raise InvalidVersion(f"{text!r} is not a semantic version", hint=_hint(text))
@@ -99,7 +108,7 @@ class Version:
     @classmethod
     def try_parse(cls, text: str) -> Version | None:
         """The version ``text`` spells, or None when it is not a semantic version."""
-        if _SEMVER.fullmatch(text) is None:
+        if len(text) > MAX_VERSION_LENGTH or _SEMVER.fullmatch(text) is None:
             return None
         return cls.parse(text)
 
@@ -164,6 +173,13 @@ class Version:
                 hint="use a word of letters, digits and '-', such as rc, beta or alpha",
             )
         return Version(self.major, self.minor, self.patch, (token, str(number)))
+
+
+def excerpt(text: str, limit: int = 40) -> str:
+    """``text`` quoted for a message, cut to its first ``limit`` characters when longer."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text):,} characters)"
 
 
 def _check_identifier(identifier: object, what: str, *, numeric_without_zeros: bool) -> None:

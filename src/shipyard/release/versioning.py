@@ -16,7 +16,7 @@ from types import MappingProxyType
 from shipyard.core.errors import GitError, UserError
 from shipyard.core.git import Git
 from shipyard.release.commits import CONVENTIONAL_TYPES, ConventionalCommit, parse_message
-from shipyard.release.semver import BumpLevel, InvalidVersion, Version
+from shipyard.release.semver import BumpLevel, InvalidVersion, Version, excerpt
 
 __all__ = [
     "DEFAULT_BUMP_TABLE",
@@ -132,6 +132,8 @@ class NextVersion:
     commits: tuple[ConventionalCommit, ...]
     reasons: tuple[str, ...]
     warnings: tuple[str, ...]
+    levels: tuple[BumpLevel, ...] = ()
+    """What each of ``commits`` is worth on its own (breaking is major), in the same order."""
 
     @property
     def released(self) -> bool:
@@ -178,16 +180,15 @@ def next_version(
     """The next version of the project whose tags have ``tag_format``, at ``ref``.
 
     Only commits since the newest release tag in the history of ``ref`` count, and of those
-    only the ones touching ``paths`` (pathspecs relative to ``git.cwd``) when given.
+    only the ones touching ``paths`` when given: paths from the repository's root, whichever
+    folder of the repository ``git.cwd`` is.
     """
     fmt = tag_format if isinstance(tag_format, TagFormat) else TagFormat(tag_format)
-    initial = (
-        initial_version if isinstance(initial_version, Version) else Version.parse(initial_version)
-    )
+    initial = _initial(initial_version)
     table = _bump_table(bump_table)
     if prerelease is not None and not _TOKEN.fullmatch(prerelease):
         raise VersioningError(
-            f"{prerelease!r} is not a prerelease token",
+            f"{excerpt(prerelease)} is not a prerelease token",
             hint="use a short word that starts with a letter, such as rc, beta or alpha",
         )
     head, shallow = _resolve(git, ref)
@@ -199,6 +200,17 @@ def next_version(
     return _Decision(
         fmt, initial, table, major_on_zero, prerelease, tags, history, warnings
     ).decide()
+
+
+def _initial(initial_version: Version | str) -> Version:
+    if isinstance(initial_version, Version):
+        return initial_version
+    try:
+        return Version.parse(initial_version)
+    except InvalidVersion as error:
+        raise VersioningError(
+            f"release.initial_version: {error.message}", hint=error.hint
+        ) from error
 
 
 # -- reading git ------------------------------------------------------------------------------
@@ -248,11 +260,11 @@ def _release_tags(git: Git, fmt: TagFormat, warnings: list[str]) -> tuple[Releas
         version = Version.try_parse(text)
         if version is None:
             warnings.append(
-                f"tag {name!r} matches the tag format {fmt.pattern!r} but {text!r} is not a "
-                "semantic version; it is skipped"
+                f"tag {excerpt(name)} matches the tag format {fmt.pattern!r} but "
+                f"{excerpt(text)} is not a semantic version; it is skipped"
             )
         elif (peeled_kind or kind) != "commit":
-            warnings.append(f"tag {name!r} does not point at a commit; it is skipped")
+            warnings.append(f"tag {excerpt(name)} does not point at a commit; it is skipped")
         else:
             tags.append(ReleaseTag(name, version, peeled or objectname))
     return tuple(tags)
@@ -347,6 +359,11 @@ def _walk_messages(
     return list(zip(fields[0:-1:3], fields[2:-1:3], strict=True))
 
 
+def _pathspecs(paths: Sequence[str]) -> list[str]:
+    """``paths`` (from the repository's root) as pathspecs that git reads so from any folder."""
+    return [":(top)" if path in ("", ".") else f":(top){path}" for path in paths]
+
+
 def _log(git: Git, revisions: str, paths: Sequence[str]) -> list[str]:
     out = git.run_bytes(
         "-c",
@@ -359,7 +376,7 @@ def _log(git: Git, revisions: str, paths: Sequence[str]) -> list[str]:
         _LOG_FORMAT,
         "--stdin",
         "--",
-        *paths,
+        *_pathspecs(paths),
         input=revisions.encode(),
     )
     fields = out.decode("utf-8", errors="replace").split("\0")
@@ -564,7 +581,7 @@ class _Decision:
             wanted = Version.parse(text)
         except InvalidVersion as error:
             raise ReleaseAsRejected(
-                f"commit {commit.short_sha} asks for Release-As {text!r}, which is not a "
+                f"commit {commit.short_sha} asks for Release-As {excerpt(text)}, which is not a "
                 "semantic version",
                 hint=f"{error.hint}; then amend the commit, or tag the release by hand",
             ) from error
@@ -636,4 +653,5 @@ class _Decision:
             commits=commits,
             reasons=tuple(self.reasons),
             warnings=tuple(self.warnings),
+            levels=tuple(self._level_of(change) for change in commits),
         )

@@ -138,9 +138,10 @@ def version(
     file: FileOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Print the next version (and why), computed from the commits since the last release."""
+    """Print the next version (stdout) and why (stderr): which commits bump what, or why none."""
     out = Output(json_mode=json_)
     plan, project = _plan(file, prerelease)
+    bumps = list(zip(plan.next.commits, plan.next.levels, strict=True))
     data = {
         "project": project,
         "version": plan.version,
@@ -150,19 +151,31 @@ def version(
         "prerelease": plan.token,
         "reasons": list(plan.next.reasons),
         "warnings": list(plan.next.warnings),
+        "commits": [
+            {"sha": commit.sha, "title": commit.title, "bump": level.name.lower()}
+            for commit, level in bumps
+        ],
     }
     if json_:
         out.json(data)
         return
     for warning in plan.next.warnings:
         out.warn(warning)
-    if plan.version is None:
-        out.line(
-            f"no release: {plan.next.reasons[-1] if plan.next.reasons else 'nothing to do'}"
-            f" (current: {plan.current or 'none'})"
-        )
-        return
-    out.stdout.write(plan.version + "\n")
+    # The answer alone on stdout, so that $(shipyard version) is the version; the why beside it.
+    answer = plan.version or f"no release (current: {plan.current or 'none'})"
+    out.stdout.write(answer + "\n")
+    out.stdout.flush()
+    why = [f"  {reason}" for reason in plan.next.reasons]
+    if bumps:
+        since = plan.next.current_tag or "the start"
+        why.append(f"  commits since {since}:")
+        width = max(len(level.name) for _, level in bumps)
+        why += [
+            f"    {level.name.lower():<{width}}  {commit.short_sha}  {commit.title}"
+            for commit, level in bumps
+        ]
+    out.stderr.write("".join(f"{line}\n" for line in why))
+    out.stderr.flush()
 
 
 def changelog(
