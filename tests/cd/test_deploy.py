@@ -220,37 +220,67 @@ def _deployments(site: Site) -> list[dict[str, object]]:
     return value
 
 
-def _kill_the_driver_of_0_2_0_once_started(site: Site, env: str, *, start_delay: int) -> None:
-    """Release 0.2.0 with instances slow to start, deploy it to ``env`` and ``kill -9`` the
-    driving command as soon as it has started the new instances."""
+GATED = """#!/bin/sh
+# Run the service only once the test opens the gate: until then it answers no health check,
+# so the deployment cannot get past its health step whatever the machine's load.
+until [ -e "$GATE" ]; do sleep 0.05; done
+exec python3 -m app "$@"
+"""
+
+
+def _release_gated_0_2_0(site: Site) -> Path:
+    """Release 0.2.0 with instances that wait for a gate file; returns the (closed) gate.
+
+    The deploys of it use these settings: the health timeout is only a bound the test never
+    reaches, because the test opens the gate as soon as it has checked what it checks.
+    """
+    gate = site.path.parent / "gate"
+    (site.path / "gated").write_text(GATED)
     site.release("feat: two")
     text = (
         (site.path / "shipyard.yaml")
         .read_text()
-        .replace("instances: 2", f"instances: 2\n  env: {{APP_START_DELAY: '{start_delay}'}}")
+        .replace("command: python3 -m app --port {port}", "command: sh gated --port {port}")
+        .replace("instances: 2", f"instances: 2\n  env: {{GATE: '{gate}'}}")
+        .replace("timeout: 15s", "timeout: 10m")
     )
     (site.path / "shipyard.yaml").write_text(text)
-    driver = subprocess.Popen(
+    return gate
+
+
+def _deploy_in_background(site: Site, env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-m", "shipyard", "deploy", "0.2.0", "--env", env],
         cwd=site.path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env=dict(os.environ),
     )
-    _wait(
-        lambda: any(
-            d["version"] == "0.2.0" and "started" in (d.get("progress") or {}).get("steps", [])
-            for d in _deployments(site)
-        )
+
+
+def _started_0_2_0(site: Site) -> bool:
+    return any(
+        d["version"] == "0.2.0" and "started" in (d.get("progress") or {}).get("steps", [])
+        for d in _deployments(site)
     )
+
+
+def _kill_the_driver_of_0_2_0_once_started(site: Site, env: str) -> Path:
+    """Deploy a gated 0.2.0 to ``env`` and ``kill -9`` the driving command once it has
+    started the new instances (which wait at the gate); returns the gate, still closed."""
+    gate = _release_gated_0_2_0(site)
+    driver = _deploy_in_background(site, env)
+    _wait(lambda: _started_0_2_0(site))
     driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    driver.communicate()
+    return gate
 
 
 def test_a_killed_driver_is_resumed_and_two_drivers_never_both_drive(site: Site) -> None:
     assert site.deploy("0.1.0").code == 0
     url = site.url()
-    _kill_the_driver_of_0_2_0_once_started(site, "staging", start_delay=4)
+    gate = _kill_the_driver_of_0_2_0_once_started(site, "staging")
     deployment = next(d for d in _deployments(site) if d["version"] == "0.2.0")
     assert deployment["status"] == "progressing"
     assert versions_seen(url, 10) == Counter({"0.1.0": 10})  # the old one still serves
@@ -265,10 +295,19 @@ def test_a_killed_driver_is_resumed_and_two_drivers_never_both_drive(site: Site)
         )
         for _ in range(2)
     ]
-    outcomes = [racer.communicate(timeout=120) for racer in racers]
-    codes = sorted(racer.returncode for racer in racers)
-    assert codes == [0, 2], outcomes
-    assert any("is driven by" in err for _, err in outcomes)
+    # The gate holds whichever racer took over at the health step, so the other one meets
+    # its live lease for sure: it must give up, and only then may the deployment go on.
+    _wait(lambda: any(racer.poll() is not None for racer in racers), timeout=120)
+    loser = next(racer for racer in racers if racer.poll() is not None)
+    winner = next(racer for racer in racers if racer is not loser)
+    _, loser_err = loser.communicate()
+    assert loser.returncode == 2, loser_err
+    assert "is driven by" in loser_err
+    driving = next(d for d in _deployments(site) if d["id"] == deployment["id"])
+    assert f":{winner.pid}:" in str(driving["driver"])
+    gate.touch()
+    winner_out, winner_err = winner.communicate(timeout=120)
+    assert winner.returncode == 0, winner_out + winner_err
     assert (
         next(d for d in _deployments(site) if d["id"] == deployment["id"])["status"] == "succeeded"
     )
@@ -276,8 +315,10 @@ def test_a_killed_driver_is_resumed_and_two_drivers_never_both_drive(site: Site)
 
 
 def test_a_resume_after_a_crash_finishes_the_deployment(site: Site) -> None:
-    _kill_the_driver_of_0_2_0_once_started(site, "production", start_delay=3)
+    gate = _kill_the_driver_of_0_2_0_once_started(site, "production")
     deployment = _deployments(site)[0]
+    assert deployment["status"] == "progressing"
+    gate.touch()
     resumed = site.cli("deployments", "resume", str(deployment["id"]), "--json")
     assert resumed.code == 0, resumed.output
     _wait(lambda: _deployments(site)[0]["status"] == "succeeded", timeout=90)
@@ -384,30 +425,15 @@ def test_a_router_port_in_use_is_a_clear_error(site: Site) -> None:
 def test_pause_then_abort_puts_the_old_version_back(site: Site) -> None:
     assert site.deploy("0.1.0").code == 0
     url = site.url()
-    site.release("feat: two")
-    text = (
-        (site.path / "shipyard.yaml")
-        .read_text()
-        .replace("instances: 2", "instances: 2\n  env: {APP_START_DELAY: '3'}")
-    )
-    (site.path / "shipyard.yaml").write_text(text)
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "shipyard", "deploy", "0.2.0", "--env", "staging"],
-        cwd=site.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ),
-    )
-    _wait(
-        lambda: any(
-            d["version"] == "0.2.0" and d["status"] == "progressing" for d in _deployments(site)
-        )
-    )
+    gate = _release_gated_0_2_0(site)
+    driver = _deploy_in_background(site, "staging")
+    # Closed, the gate keeps the driver before its health step: the pause lands in time.
+    _wait(lambda: _started_0_2_0(site))
     deployment = next(d for d in _deployments(site) if d["version"] == "0.2.0")
     assert site.cli("deployments", "pause", str(deployment["id"])).code == 0
-    driver.communicate(timeout=120)
-    assert driver.returncode == 3  # stopped, waiting for a person
+    gate.touch()
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 3, out + err  # stopped, waiting for a person
     assert next(d for d in _deployments(site) if d["id"] == deployment["id"])["status"] == "paused"
     assert versions_seen(url, 10) == Counter({"0.1.0": 10})
     aborted = site.cli("deployments", "abort", str(deployment["id"]))
