@@ -14,6 +14,8 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shipyard.core.errors import UserError
 from shipyard.core.secrets import (
@@ -361,3 +363,161 @@ def test_a_stream_emits_at_once_what_cannot_start_a_secret() -> None:
     assert stream.feed(TOKEN[2:] + " done") == "*** done"
     assert stream.feed("pypi-") == ""
     assert stream.flush() == "pypi-"
+
+
+# ---------------------------------------------------------------- wrapped, percent, hex
+
+
+def wrap(text: str, width: int, newline: str = "\n") -> str:
+    """``text`` broken into lines of ``width`` characters, as ``base64 -w`` and ``xxd -p`` do."""
+    return newline.join(text[i : i + width] for i in range(0, len(text), width))
+
+
+def left_over(masked: str) -> int:
+    """How many characters of an encoded blob masking left, line breaks and masks aside."""
+    return len(re.sub(r"\s", "", masked.replace(MASK, "")))
+
+
+@pytest.mark.parametrize("value", [TOKEN, PASSWORD, PEM, "aé€😀-unicode"])
+@pytest.mark.parametrize("width", [76, 64, 60, 17, 5])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_wrapped_base64_of_a_secret_at_any_offset_is_masked(
+    value: str, width: int, newline: str
+) -> None:
+    masker = Masker([value])
+    rng = random.Random(f"{value}{width}")
+    for prefix_length in range(7):
+        prefix = rng.randbytes(prefix_length)
+        suffix = rng.randbytes(rng.randrange(0, 90))
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            blob = encode(prefix + value.encode() + suffix).decode()
+            masked = masker.mask(wrap(blob, width, newline))
+            assert MASK in masked, (prefix_length, width)
+            # Left are the characters of the other bytes and the few that mix in their bits.
+            others = 4 * (prefix_length + len(suffix)) // 3 + 6
+            assert left_over(masked) <= others, (prefix_length, width, masked)
+
+
+def test_wrapped_base64_from_real_tools_is_masked_with_the_secret_at_an_offset(
+    tmp_path: Path,
+) -> None:
+    masker = Masker([TOKEN])
+    for prefix in ("x", "xy", "xyz", "wxyz"):
+        source = tmp_path / "blob.txt"
+        source.write_text(f"{prefix}{TOKEN} and then a long enough tail of other text " * 2)
+        for command in (["base64", str(source)], ["openssl", "base64", "-in", str(source)]):
+            try:
+                output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            except FileNotFoundError:
+                continue
+            masked = masker.mask(output)
+            assert masked.count(MASK) == 2, (command, prefix, masked)
+            tail = base64.b64encode(source.read_bytes()).decode()
+            assert left_over(masked) <= len(tail) - 2 * (4 * len(TOKEN) // 3 - 2), command
+
+
+@pytest.mark.parametrize("value", [TOKEN, PASSWORD, "aé€😀-unicode"])
+def test_a_fully_percent_encoded_secret_is_masked(value: str) -> None:
+    masker = Masker([value])
+    raw = value.encode()
+    upper = "".join(f"%{byte:02X}" for byte in raw)
+    lower = "".join(f"%{byte:02x}" for byte in raw)
+    for form in (upper, lower):
+        assert masker.mask(f"url=https://x.test/?q={form}&next=1") == (
+            "url=https://x.test/?q=***&next=1"
+        )
+
+
+@pytest.mark.parametrize("value", [TOKEN, PASSWORD, PEM, "aé€😀-unicode"])
+def test_a_hex_encoded_secret_is_masked_plain_and_wrapped(value: str) -> None:
+    masker = Masker([value])
+    for form in (value.encode().hex(), value.encode().hex().upper()):
+        assert masker.mask(f"<{form}>") == "<***>"
+        assert masker.mask(f"0a0b{form}ff") == "0a0b***ff"
+    # As `xxd -p` writes it: 60 hex digits a line.
+    dumped = wrap(("ab" + value.encode().hex() + "cd" * 40), 60)
+    assert left_over(masker.mask(dumped)) <= 2 + 80
+
+
+def test_hex_from_xxd_is_masked(tmp_path: Path) -> None:
+    source = tmp_path / "blob.bin"
+    source.write_bytes(b"\x00\x01" + PASSWORD.encode() + b"\xff" * 50)
+    try:
+        output = subprocess.run(
+            ["xxd", "-p", str(source)], check=True, capture_output=True, text=True
+        ).stdout
+    except FileNotFoundError:
+        pytest.skip("xxd is not installed")
+    masked = Masker([PASSWORD]).mask(output)
+    assert PASSWORD.encode().hex() not in masked.replace("\n", "")
+    assert left_over(masked) == 2 * (2 + 50)
+
+
+WRAPPED_TEXTS = [
+    wrap(base64.b64encode(b"a" + TOKEN.encode() + b"z" * 70).decode(), 76),
+    wrap(base64.b64encode(b"ab" + PEM.encode() + b"z" * 10).decode(), 64, "\r\n") + "\r\n",
+    "".join(f"%{b:02x}" for b in PASSWORD.encode()) + " and " + PASSWORD.encode().hex().upper(),
+    wrap("00" + TOKEN.encode().hex() + "ff" * 30, 60) + "\n",
+]
+
+
+@pytest.mark.parametrize("text", WRAPPED_TEXTS)
+def test_a_stream_of_wrapped_and_encoded_secrets_is_masked_like_the_whole(text: str) -> None:
+    masker = Masker(STREAM_SECRETS)
+    expected = masker.mask(text)
+    assert left_over(expected) < left_over(text) - 20
+    for cut in range(len(text) + 1):
+        assert run_stream(masker, [text[:cut], text[cut:]]) == expected, cut
+    rng = random.Random(text)
+    for _ in range(100):
+        cuts = sorted(rng.sample(range(len(text) + 1), rng.randrange(1, 12)))
+        pieces = [
+            text[start:stop] for start, stop in zip([0, *cuts], [*cuts, len(text)], strict=True)
+        ]
+        assert run_stream(masker, pieces) == expected, cuts
+    assert run_stream(masker, list(text)) == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    value=st.text(min_size=6, max_size=40).filter(lambda v: len(v) >= 6),
+    prefix=st.binary(max_size=8),
+    suffix=st.binary(max_size=40),
+    width=st.integers(min_value=4, max_value=100),
+    url_safe=st.booleans(),
+)
+def test_no_wrapped_base64_blob_keeps_a_secret(
+    value: str, prefix: bytes, suffix: bytes, width: int, url_safe: bool
+) -> None:
+    encode = base64.urlsafe_b64encode if url_safe else base64.b64encode
+    blob = encode(prefix + value.encode() + suffix).decode()
+    masked = Masker([value]).mask(wrap(blob, width))
+    assert left_over(masked) <= 4 * (len(prefix) + len(suffix)) // 3 + 6
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    value=st.text(min_size=6, max_size=30).filter(lambda v: len(v) >= 6),
+    before=st.text(max_size=30),
+    after=st.text(max_size=30),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+    form=st.sampled_from(["plain", "base64", "wrapped", "percent", "PERCENT", "hex", "HEX"]),
+)
+def test_a_stream_cut_anywhere_masks_like_the_whole(
+    value: str, before: str, after: str, cuts: list[int], form: str
+) -> None:
+    raw = value.encode()
+    encoded = {
+        "plain": value,
+        "base64": base64.b64encode(b"-" + raw).decode(),
+        "wrapped": wrap(base64.b64encode(b"--" + raw + b"-" * 20).decode(), 7),
+        "percent": "".join(f"%{b:02x}" for b in raw),
+        "PERCENT": "".join(f"%{b:02X}" for b in raw),
+        "hex": raw.hex(),
+        "HEX": raw.hex().upper(),
+    }[form]
+    text = f"{before}{encoded}{after}"
+    masker = Masker([value])
+    points = sorted({min(cut, len(text)) for cut in cuts})
+    pieces = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+    assert run_stream(masker, pieces) == masker.mask(text)

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import stat
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,16 @@ _DELIMITER = re.compile(r"[A-Za-z0-9_-]+")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"'}
 _BASE64_WRAP_WIDTHS = (64, 76)  # openssl / PEM, and the base64 command / MIME
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
-_HEAD = 3  # characters that index the forms; every form is longer
+_HEAD = 3  # characters of a form that find where a held-back tail may start
+_ENCODED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-"
+# A line break between two characters of base64 or hex: wrapped output, taken out to find it.
+# (The break comes first in the pattern: a search then jumps from one line end to the next.)
+_ENCODED_CHAR = f"[{re.escape(_ENCODED)}]"
+_JOIN = re.compile(
+    rf"\n(?<={_ENCODED_CHAR}\n)(?={_ENCODED_CHAR})|\r\n(?<={_ENCODED_CHAR}\r\n)(?={_ENCODED_CHAR})"
+)
+_OPEN_BREAK = re.compile(rf"(?<={_ENCODED_CHAR})(?:\r?\n|\r)\Z")
+_URL_SAFE = str.maketrans("+/", "-_")
 
 
 class SecretError(UserError):
@@ -283,10 +293,10 @@ def _fail(path: Path, line: int, problem: str) -> NoReturn:
 class Masker:
     """Replaces every form of a set of secret values in text with ``***``."""
 
-    __slots__ = ("_by_head", "_forms", "_heads", "_longest", "_pattern", "_short_heads")
+    __slots__ = ("_count", "_literal", "_longest", "_wrapped")
 
     def __init__(self, values: Iterable[str | SecretValue]) -> None:
-        forms: set[str] = set()
+        forms: dict[str, bool] = {}
         for item in values:
             value = item.reveal() if isinstance(item, SecretValue) else item
             if len(value) < MIN_SECRET_LENGTH:
@@ -294,28 +304,24 @@ class Masker:
                     f"a secret shorter than {MIN_SECRET_LENGTH} characters "
                     "is too short to mask safely"
                 )
-            forms.update(_forms_of(value))
-        ordered = sorted(forms, key=lambda form: (-len(form), form))
-        self._forms = tuple(ordered)
-        self._longest = len(ordered[0]) if ordered else 0
-        # Alternatives are tried in order, so at any position the longest form wins.
-        alternation = "|".join(re.escape(form) for form in ordered)
-        self._pattern = re.compile(alternation) if ordered else None
-        # To find where a held-back tail may start: the first characters of every form.
-        by_head: dict[str, list[str]] = {}
-        for form in ordered:
-            by_head.setdefault(form[:_HEAD], []).append(form)
-        self._by_head = {head: tuple(group) for head, group in by_head.items()}
-        heads = "|".join(re.escape(head) for head in by_head)
-        self._heads = re.compile(f"(?=(?:{heads}))") if ordered else None
-        self._short_heads = frozenset(form[:size] for form in ordered for size in range(1, _HEAD))
+            for form, wraps in _forms_of(value).items():
+                forms[form] = forms.get(form, False) or wraps
+        self._count = len(forms)
+        # Every form as written; the encoded ones also with line breaks taken out (wrapped).
+        self._literal = _FormSet(forms) if forms else None
+        wrapped = [form for form, wraps in forms.items() if wraps]
+        self._wrapped = _FormSet(wrapped) if wrapped else None
+        self._longest = max(
+            (len(form) + (2 * (len(form) - 1) if wraps else 0) for form, wraps in forms.items()),
+            default=0,
+        )
 
     def __repr__(self) -> str:
-        return f"<Masker of {len(self._forms)} forms>"
+        return f"<Masker of {self._count} forms>"
 
     @property
     def longest(self) -> int:
-        """The length of the longest form hidden (0 when there is nothing to hide)."""
+        """The most characters one occurrence may span, line breaks included (0: none to hide)."""
         return self._longest
 
     def mask(self, text: str) -> str:
@@ -333,40 +339,104 @@ class Masker:
         ``open_end`` is where a run of masked characters that was already replaced ends
         (relative to ``text``; <= 0 when none is open). An occurrence that starts before it
         extends the run without another ``***``. Held back is the longest tail that may be the
-        start of a form; no occurrence can begin before it and end in text not yet read.
+        start of an occurrence; no occurrence can begin before it and end in text not yet read.
         """
+        if self._literal is None:
+            return text, "", 0
         limit = len(text) if final else self._hold_from(text)
+        found = self._literal.runs(text, limit)
+        if self._wrapped is not None:
+            found = sorted([*found, *self._wrapped_runs(text, limit)])
         pieces: list[str] = []
-        end = self._run_end(text, 0, open_end, limit)
-        cursor = max(0, end)
-        while self._pattern is not None:
-            match = self._pattern.search(text, cursor)
-            if match is None or match.start() >= limit:
-                break
-            pieces.append(text[cursor : match.start()])
+        end = open_end
+        for start, stop in found:
+            if start < end:  # overlaps the run before: one run
+                end = max(end, stop)
+                continue
+            pieces.append(text[max(0, end) : start])
             pieces.append(MASK)
-            end = self._run_end(text, match.start() + 1, match.end(), limit)
-            cursor = end
-        if cursor < limit:
-            pieces.append(text[cursor:limit])
+            end = stop
+        if max(0, end) < limit:
+            pieces.append(text[max(0, end) : limit])
         return "".join(pieces), text[limit:], end - limit
 
+    def _wrapped_runs(self, text: str, limit: int) -> list[tuple[int, int]]:
+        """Runs of encoded forms broken across lines, found in ``text`` with those breaks out."""
+        assert self._wrapped is not None
+        joined = _JOIN.sub("", text)
+        if len(joined) == len(text) or self._wrapped.pattern.search(joined) is None:
+            return []  # without a break, the forms as written found them all
+        where = _Positions(text)
+        runs = self._wrapped.runs(joined, where.joined(limit))
+        return [(where.original(start), where.original(stop - 1) + 1) for start, stop in runs]
+
+    def _hold_from(self, text: str) -> int:
+        """Where the longest tail of ``text`` that may begin an occurrence starts."""
+        assert self._literal is not None
+        size = len(text)
+        window = max(0, size - self._longest + 1)
+        hold = self._literal.hold_from(text, window)
+        if self._wrapped is None:
+            return hold
+        segment = text[window:]
+        # What may go on with a wrapped form: the trailing run of encoded characters and breaks.
+        run = len(segment.rstrip(_ENCODED + "\r\n"))
+        tail = segment[run:]
+        if hold <= window + run or ("\n" not in tail and "\r" not in tail):
+            return hold  # held from before it, or no break: the forms as written decide
+        # A line break at the very end, after an encoded character, may go on with a form.
+        dangling = _OPEN_BREAK.search(tail, max(0, len(tail) - 3))
+        body = tail[: dangling.start()] if dangling else tail
+        joined = _JOIN.sub("", body)
+        start = self._wrapped.hold_from(joined, 0)
+        if start < len(joined):
+            hold = min(hold, window + run + _Positions(body).original(start))
+        return hold
+
+
+class _FormSet:
+    """Literal forms searched together, and what it takes to tell where one may begin."""
+
+    __slots__ = ("_by_head", "_heads", "_short_heads", "pattern")
+
+    def __init__(self, forms: Iterable[str]) -> None:
+        ordered = sorted(forms, key=lambda form: (-len(form), form))
+        # Alternatives are tried in order, so at any position the longest form wins.
+        self.pattern = re.compile("|".join(re.escape(form) for form in ordered))
+        by_head: dict[str, list[str]] = {}
+        for form in ordered:
+            by_head.setdefault(form[:_HEAD], []).append(form)
+        self._by_head = {head: tuple(group) for head, group in by_head.items()}
+        heads = "|".join(re.escape(head) for head in by_head)
+        self._heads = re.compile(f"(?=(?:{heads}))")
+        self._short_heads = frozenset(form[:size] for form in ordered for size in range(1, _HEAD))
+
+    def runs(self, text: str, limit: int) -> list[tuple[int, int]]:
+        """Runs of overlapping occurrences that start before ``limit``, in order."""
+        runs: list[tuple[int, int]] = []
+        cursor = 0
+        while True:
+            match = self.pattern.search(text, cursor)
+            if match is None or match.start() >= limit:
+                return runs
+            end = self._run_end(text, match.start() + 1, match.end(), limit)
+            runs.append((match.start(), end))
+            cursor = end
+
     def _run_end(self, text: str, start: int, end: int, limit: int) -> int:
-        """The end of a masked run reaching ``end``, grown by occurrences that overlap it."""
+        """The end of a run reaching ``end``, grown by occurrences that overlap it."""
         position = start
-        while self._pattern is not None and position < min(end, limit):
-            match = self._pattern.match(text, position)
+        while position < min(end, limit):
+            match = self.pattern.match(text, position)
             if match is not None:
                 end = max(end, match.end())
             position += 1
         return end
 
-    def _hold_from(self, text: str) -> int:
-        """Where the longest tail of ``text`` that is a proper prefix of a form starts."""
+    def hold_from(self, text: str, window: int) -> int:
+        """Where the longest tail of ``text`` from ``window`` on that is a proper prefix of a
+        form starts (``len(text)`` when there is none)."""
         size = len(text)
-        if self._heads is None:
-            return size
-        window = max(0, size - self._longest + 1)
         for match in self._heads.finditer(text, window):
             position = match.start()
             tail = text[position:]
@@ -377,6 +447,30 @@ class Masker:
             if text[position:] in self._short_heads:
                 return position
         return size
+
+
+class _Positions:
+    """Maps positions in text whose line breaks between encoded characters were taken out
+    (see ``_JOIN``) back to positions in the text as written."""
+
+    __slots__ = ("_at", "_ends", "_removed")
+
+    def __init__(self, text: str) -> None:
+        self._at: list[int] = []  # where each break sits in the joined text
+        self._ends: list[int] = []  # where each break ends in the text as written
+        self._removed: list[int] = [0]  # characters taken out before each break, and in all
+        for match in _JOIN.finditer(text):
+            self._at.append(match.start() - self._removed[-1])
+            self._ends.append(match.end())
+            self._removed.append(self._removed[-1] + match.end() - match.start())
+
+    def original(self, position: int) -> int:
+        """Where the joined text's character at ``position`` is in the text as written."""
+        return position + self._removed[bisect_right(self._at, position)]
+
+    def joined(self, position: int) -> int:
+        """How many characters of the joined text come before ``position`` as written."""
+        return position - self._removed[bisect_right(self._ends, position)]
 
 
 class StreamMasker:
@@ -410,22 +504,32 @@ class StreamMasker:
         return output
 
 
-def _forms_of(value: str) -> set[str]:
-    """Every form of ``value`` that output may contain, each at least MIN_SECRET_LENGTH long."""
-    forms = _text_forms(value)
+def _forms_of(value: str) -> dict[str, bool]:
+    """Every form of ``value`` output may contain (at least MIN_SECRET_LENGTH long), each with
+    whether it may be wrapped: broken into lines anywhere, as base64 and hex dumps are."""
+    texts = _text_forms(value)
+    raw = value.encode("utf-8")
+    encoded = _base64_forms(raw) | {raw.hex(), raw.hex().upper()}
     for line in value.splitlines():
         # Short lines of a multi-line value (a PEM's last line, a blank) are not masked alone.
         for candidate in {line, line.strip()}:
             if len(candidate) >= MIN_SECRET_LENGTH:
-                forms |= _text_forms(candidate)
-    forms |= _base64_forms(value.encode("utf-8"))
-    return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
+                texts |= _text_forms(candidate)
+                encoded |= {
+                    candidate.encode("utf-8").hex(),
+                    candidate.encode("utf-8").hex().upper(),
+                }
+    forms = dict.fromkeys(texts | _base64_lines(raw), False)
+    forms.update(dict.fromkeys(encoded, True))
+    return {form: wraps for form, wraps in forms.items() if len(form) >= MIN_SECRET_LENGTH}
 
 
 def _text_forms(value: str) -> set[str]:
     """The value as is, and as URL, JSON, Python and shell quoting would write it."""
     forms = {value, quote(value), quote(value, safe=""), quote_plus(value)}
     forms |= {_PERCENT_ESCAPE.sub(lambda m: m.group(0).lower(), form) for form in set(forms)}
+    every_byte = "".join(f"%{byte:02X}" for byte in value.encode("utf-8"))
+    forms |= {every_byte, every_byte.lower()}
     for ensure_ascii in (True, False):
         escaped = json.dumps(value, ensure_ascii=ensure_ascii)[1:-1]
         forms |= {escaped, escaped.replace("/", "\\/")}
@@ -439,9 +543,8 @@ def _base64_forms(raw: bytes) -> set[str]:
     """Base64 of the value, and the parts of it that are fixed wherever it sits in a blob.
 
     In a longer blob the value starts at byte offset 0, 1 or 2 of a 3-byte group; for each,
-    the characters made of the value's bits alone form a stable core. Wrapped output (the
-    ``base64`` command, PEM) breaks a blob that starts with the value into lines of a fixed
-    width: each line of the encoding and of its core is a form of its own.
+    the characters made of the value's bits alone form a stable core. These forms may be
+    wrapped (the ``base64`` command, PEM): line breaks may fall anywhere in them.
     """
     standard = base64.b64encode(raw).decode("ascii")
     forms = {standard, standard.rstrip("=")}
@@ -450,9 +553,15 @@ def _base64_forms(raw: bytes) -> set[str]:
         first = -(-8 * offset // 6)  # the first character made of the value's bits only
         last = 8 * (offset + len(raw)) // 6
         forms.add(encoded[first:last])
+    return forms | {form.translate(_URL_SAFE) for form in forms}
+
+
+def _base64_lines(raw: bytes) -> set[str]:
+    """Each line of wrapped base64 of a blob that starts with the value, masked on its own."""
+    standard = base64.b64encode(raw).decode("ascii")
     core = standard[: 8 * len(raw) // 6]
+    lines: set[str] = set()
     for width in _BASE64_WRAP_WIDTHS:
         for blob in (standard, core):
-            forms.update(blob[i : i + width] for i in range(0, len(blob), width))
-    url_safe = str.maketrans("+/", "-_")
-    return forms | {form.translate(url_safe) for form in forms}
+            lines.update(blob[i : i + width] for i in range(0, len(blob), width))
+    return lines | {line.translate(_URL_SAFE) for line in lines}
