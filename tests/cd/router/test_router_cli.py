@@ -39,16 +39,25 @@ def shipyard(*args: str, cwd: Path) -> CliResult:
     return CliResult(result.returncode, result.stdout, result.stderr)
 
 
+# Routers are named <project>-<env>: the environments come from shipyard.yaml.
+CONFIG = "project: demo\nservice: {command: 'run --port {port}'}\nenvironments: {staging: {}}\n"
+
+
 def test_running_needs_an_environment_and_a_port(repo: Path) -> None:
+    (repo / "shipyard.yaml").write_text(CONFIG)
     result = shipyard("router", cwd=repo)
     assert result.code == 2
-    assert "needs --env and --port" in result.stderr
+    assert "needs --env" in result.stderr
+    no_port = shipyard("router", "--env", "staging", cwd=repo)
+    assert no_port.code == 2
+    assert "needs --port" in no_port.stderr
     bad = shipyard("router", "--env", "../etc", "--port", "0", cwd=repo)
     assert bad.code == 2
-    assert "not a valid environment name" in bad.stderr
+    assert "no environment '../etc'" in bad.stderr
 
 
 def test_status_of_a_router_that_never_ran_says_how_to_start_it(repo: Path) -> None:
+    (repo / "shipyard.yaml").write_text(CONFIG)
     result = shipyard("router", "status", "--env", "staging", cwd=repo)
     assert result.code == 2
     assert "shipyard router --env staging --port" in result.stderr
@@ -58,6 +67,7 @@ def test_run_then_inspect_and_steer_a_router(
     repo: Path, upstream: Callable[[str], UpstreamServer]
 ) -> None:
     blue, green = upstream("blue"), upstream("green")
+    (repo / "shipyard.yaml").write_text(CONFIG)
     process = subprocess.Popen(
         _argv("router", "--env", "staging", "--port", "0"),
         cwd=repo,
@@ -67,7 +77,7 @@ def test_run_then_inspect_and_steer_a_router(
     )
     try:
         state = repo / ".shipyard"
-        files = RouterFiles.at(state, "staging")
+        files = RouterFiles.at(state, "demo-staging")
 
         def announced() -> bool:
             try:
@@ -78,7 +88,7 @@ def test_run_then_inspect_and_steer_a_router(
         assert wait_for(announced) and process.poll() is None
         # The CLI replaced itself with the isolated router entry point.
         assert "shipyard.cd.router" in psutil.Process(process.pid).cmdline()
-        client = RouterClient.for_environment(state, "staging")
+        client = RouterClient.for_environment(state, "demo-staging")
         client.set_routes(table({"blue": (100, [blue.address]), "green": (0, [green.address])}))
 
         status = shipyard("router", "status", "--env", "staging", "--json", cwd=repo)
