@@ -19,7 +19,7 @@ from shipyard.core.blobs import BlobStore
 from shipyard.core.errors import CheckFailed, NotFoundError, UserError
 from shipyard.core.state import StateDir
 from shipyard.core.store import Store
-from shipyard.release import records
+from shipyard.release import publish, records
 from shipyard.release.keys import Keyring
 from shipyard.release.verification import verify
 
@@ -38,7 +38,7 @@ def request_deploy(
     kind: str = "deploy",
 ) -> Deployment:
     """Record a pending deployment of ``version`` after checking it is a sound release."""
-    record = _verified_release(store, state, settings.project, version)
+    record = _verified_release(store, state, settings.project, version, actor=actor)
     current = deployments.environment(store, settings.project, settings.environment)
     previous: dict[str, object] | None = None
     previous_bundle: str | None = None
@@ -120,7 +120,7 @@ def warm_switch(
     expired = env_state.warm_until is not None and env_state.warm_until < datetime.now(UTC)
     if not env_state.warm_version or expired or not target.alive(warm, settings):
         return None
-    record = _verified_release(store, state, settings.project, env_state.warm_version)
+    record = _verified_release(store, state, settings.project, env_state.warm_version, actor=actor)
     return deployments.create(
         store,
         project=settings.project,
@@ -159,7 +159,7 @@ def retire_expired(
 
 
 def _verified_release(
-    store: Store, state: StateDir, project: str, version: str
+    store: Store, state: StateDir, project: str, version: str, *, actor: str
 ) -> records.ReleaseRecord:
     try:
         record = records.get(store, project, version)
@@ -168,6 +168,9 @@ def _verified_release(
             f"{version} is not a release of {project}",
             hint="list the releases with 'shipyard releases list'",
         ) from error
+    if record.status == records.PENDING:  # a crash interrupted it: finish (or fail) it first
+        publish.reconcile_in(state, store, project, actor=actor)
+        record = records.get(store, project, version)
     if record.status != records.PUBLISHED:
         raise UserError(
             f"{project} {version} is {record.status}, not published",

@@ -23,6 +23,7 @@ from shipyard.release import dsse
 
 __all__ = [
     "BUILD_TYPE",
+    "CHANGELOG",
     "CONFIG_DEPENDENCY",
     "GATE_RESULTS",
     "PAYLOAD_TYPE",
@@ -64,6 +65,9 @@ CONFIG_DEPENDENCY = "pipeline-config"
 
 GATE_RESULTS = "gate-results"
 """The name of the byproduct that records the digest of the release gates' results."""
+
+CHANGELOG = "changelog"
+"""The name of the byproduct that records the digest of the release's changelog (UTF-8)."""
 
 _COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
@@ -115,6 +119,7 @@ class ProvenanceInputs:
     started_on: datetime
     finished_on: datetime
     gate_results_digest: Digest | None = None
+    changelog_digest: Digest | None = None
 
     def __post_init__(self) -> None:
         for name in ("repository", "ref", "version", "config_path", "builder_id", "run_id"):
@@ -148,6 +153,10 @@ def statement(subjects: Sequence[Subject], provenance: ProvenanceInputs) -> dict
     if provenance.gate_results_digest is not None:
         byproducts.append(
             {"name": GATE_RESULTS, "digest": {"sha256": provenance.gate_results_digest.hex}}
+        )
+    if provenance.changelog_digest is not None:
+        byproducts.append(
+            {"name": CHANGELOG, "digest": {"sha256": provenance.changelog_digest.hex}}
         )
     return {
         "_type": STATEMENT_TYPE,
@@ -214,6 +223,7 @@ class Statement:
     started_on: datetime
     finished_on: datetime
     gate_results_digest: Digest | None
+    changelog_digest: Digest | None
     document: Mapping[str, Any] = field(repr=False, compare=False)
 
     def subject_digests(self) -> dict[str, Digest]:
@@ -263,7 +273,8 @@ def read_statement(payload: bytes) -> Statement:
         run_id=metadata.get("invocationId").text(),
         started_on=started_on,
         finished_on=finished_on,
-        gate_results_digest=_read_gate_results(run.optional("byproducts")),
+        gate_results_digest=_read_byproduct(run.optional("byproducts"), GATE_RESULTS),
+        changelog_digest=_read_byproduct(run.optional("byproducts"), CHANGELOG),
         document=MappingProxyType(document),
     )
 
@@ -281,12 +292,16 @@ class BlobReader(Protocol):
 
 @dataclass(frozen=True)
 class ExpectedRelease:
-    """What a release should be, from its record: version, commit, and subjects by name."""
+    """What a release should be, from its record: version, commit, subjects by name, byproducts.
+
+    A byproduct digest left ``None`` is not checked.
+    """
 
     version: str
     commit: str
     subjects: Mapping[str, Digest]
     gate_results_digest: Digest | None = None
+    changelog_digest: Digest | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "subjects", MappingProxyType(dict(self.subjects)))
@@ -298,6 +313,7 @@ class ExpectedRelease:
         commit: str,
         subjects: Sequence[Subject],
         gate_results_digest: Digest | None = None,
+        changelog_digest: Digest | None = None,
     ) -> ExpectedRelease:
         """An expectation from a list of subjects."""
         return cls(
@@ -305,6 +321,7 @@ class ExpectedRelease:
             commit,
             {subject.name: subject.digest for subject in subjects},
             gate_results_digest,
+            changelog_digest,
         )
 
 
@@ -325,6 +342,8 @@ class ProblemKind(StrEnum):
     COMMIT_MISMATCH = "commit-mismatch"
     VERSION_MISMATCH = "version-mismatch"
     GATE_RESULTS_MISMATCH = "gate-results-mismatch"
+    CHANGELOG_MISMATCH = "changelog-mismatch"
+    RELEASE_NOT_PUBLISHED = "release-not-published"
 
 
 @dataclass(frozen=True)
@@ -341,11 +360,12 @@ class Problem:
 
 @dataclass(frozen=True)
 class VerificationReport:
-    """Every problem found in a signed release; none means it verified."""
+    """Every problem found in a signed release; none means it verified. Notes never fail it."""
 
     problems: tuple[Problem, ...]
     statement: Statement | None
     keyids: tuple[str, ...]
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -361,7 +381,8 @@ class VerificationReport:
         if self.ok:
             signers = ", ".join(self.keyids)
             count = len(self.statement.subjects) if self.statement else 0
-            return f"verified: signed by key {signers}; {count} subjects match their blobs"
+            subjects = f"{count} subject{'' if count == 1 else 's'}"
+            return f"verified: signed by key {signers}; {subjects} match their blobs"
         return "\n".join(str(problem) for problem in self.problems)
 
     def raise_if_failed(self) -> None:
@@ -409,7 +430,13 @@ def verify_release(
     problems.extend(_subject_problems(claimed, expected))
     problems.extend(_blob_problems(claimed, blob_reader))
     problems.extend(_release_problems(claimed, expected))
-    return VerificationReport(tuple(problems), claimed, keyids)
+    notes = []
+    if expected.changelog_digest is not None and claimed.changelog_digest is None:
+        notes.append(
+            "the changelog is not covered by the signature: the release was signed before "
+            "Shipyard signed changelogs, so a change to it cannot be detected"
+        )
+    return VerificationReport(tuple(problems), claimed, keyids, tuple(notes))
 
 
 def _signature_kind(exc: dsse.SignatureInvalid) -> ProblemKind:
@@ -526,6 +553,17 @@ def _release_problems(claimed: Statement, expected: ExpectedRelease) -> list[Pro
                 ProblemKind.GATE_RESULTS_MISMATCH,
                 f"the signed statement records {found}, but the release's gate results are "
                 f"{wanted}",
+                "gate results",
+            )
+        )
+    changelog = expected.changelog_digest
+    if changelog is not None and claimed.changelog_digest not in (None, changelog):
+        problems.append(
+            Problem(
+                ProblemKind.CHANGELOG_MISMATCH,
+                f"the release's changelog hashes to {changelog}, but the signed statement "
+                f"records {claimed.changelog_digest}: the changelog was edited",
+                "changelog",
             )
         )
     return problems
@@ -631,12 +669,12 @@ def _read_config_digest(node: _Node) -> Digest:
     )
 
 
-def _read_gate_results(node: _Node | None) -> Digest | None:
+def _read_byproduct(node: _Node | None, wanted: str) -> Digest | None:
     if node is None:
         return None
     for entry in node.items():
         name = entry.optional("name")
-        if name is not None and name.value == GATE_RESULTS:
+        if name is not None and name.value == wanted:
             return entry.get("digest").digest()
     return None
 

@@ -17,6 +17,7 @@ from shipyard.core.blobs import BlobStore, Digest
 from shipyard.core.errors import GitError
 from shipyard.core.faults import crash_point
 from shipyard.core.git import Git
+from shipyard.core.state import StateDir
 from shipyard.core.store import Store
 from shipyard.release import bundle, records
 from shipyard.release.keys import SigningKey
@@ -107,6 +108,7 @@ def publish(
         started_on=candidate.run_started,
         finished_on=candidate.run_finished,
         gate_results_digest=gates.digest,
+        changelog_digest=Digest.of(candidate.changelog.encode("utf-8")),
     )
     envelope = blobs.put_bytes(sign_statement(subjects, inputs, signer).to_json())
     crash_point("release:after-blobs")
@@ -177,6 +179,15 @@ def reconcile(*, store: Store, blobs: BlobStore, git: Git, project: str, actor: 
         records.publish(store, record, actor=actor)
         done.append(f"{record.version}: published (an interrupted release was finished)")
     return done
+
+
+def reconcile_in(state: StateDir, store: Store, project: str, *, actor: str) -> list[str]:
+    """``reconcile`` in a state directory's repository: for every command that reads releases."""
+    where = state.repo_root or state.git_common_dir
+    if where is None:  # no repository to hold tags: nothing can be finished here
+        return []
+    blobs = BlobStore.for_state(state)
+    return reconcile(store=store, blobs=blobs, git=Git(where), project=project, actor=actor)
 
 
 def _tag(git: Git, record: records.ReleaseRecord) -> None:

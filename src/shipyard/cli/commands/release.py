@@ -18,7 +18,7 @@ from shipyard.core.git import Git
 from shipyard.core.repoconfig import load_committed
 from shipyard.orchestrator.release import ReleaseRequest
 from shipyard.orchestrator.release import release as cut_release
-from shipyard.release import planning, records
+from shipyard.release import planning, publish, records
 from shipyard.release.keys import Keyring
 from shipyard.release.verification import verify as verify_release
 
@@ -206,6 +206,7 @@ def list_releases(file: FileOption = None, json_: JsonOption = False) -> None:
     out = Output(json_mode=json_)
     ctx = Context()
     project = _project_name(file, ctx)
+    _reconcile(ctx, project, out)
     found = records.all_of(ctx.store, project)
     if json_:
         out.json([r.as_json() for r in found])
@@ -239,7 +240,9 @@ def show_release(
     """Show one release: commit, bundle, artifacts, signature and changelog."""
     out = Output(json_mode=json_)
     ctx = Context()
-    record = records.get(ctx.store, _project_name(file, ctx), version_)
+    project = _project_name(file, ctx)
+    _reconcile(ctx, project, out)
+    record = records.get(ctx.store, project, version_)
     if json_:
         out.json(record.as_json())
         return
@@ -271,10 +274,12 @@ def verify(
     file: FileOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Check a release's signature, every digest and its commit; exit 1 naming what is wrong."""
+    """Check a release's signature, every digest, gate results, changelog; exit 1 naming a flaw."""
     out = Output(json_mode=json_)
     ctx = Context()
-    record = records.get(ctx.store, _project_name(file, ctx), version_)
+    project = _project_name(file, ctx)
+    _reconcile(ctx, project, out)
+    record = records.get(ctx.store, project, version_)
     report = verify_release(
         record,
         blobs=BlobStore.for_state(ctx.state),
@@ -282,22 +287,27 @@ def verify(
         git=Git(ctx.cwd),
         key_file=key,
     )
+    subjects = len(report.statement.subjects) if report.statement else 0
     if json_:
         out.json(
             {
                 "version": record.version,
                 "ok": report.ok,
+                "subjects": subjects,
                 "problems": [
                     {"kind": p.kind.value, "message": p.message, "name": p.name}
                     for p in report.problems
                 ],
+                "notes": list(report.notes),
             }
         )
     elif report.ok:
+        for note in report.notes:
+            out.warn(note)
         out.success(
             f"{record.project} {record.version} verifies: signature by "
-            f"{', '.join(k[:16] for k in report.keyids)}, {len(record.artifacts) + 1} "
-            f"subjects, commit {record.commit[:12]}"
+            f"{', '.join(k[:16] for k in report.keyids)}, {subjects} "
+            f"subject{'' if subjects == 1 else 's'}, commit {record.commit[:12]}"
         )
     else:
         out.error(f"{record.project} {record.version} does not verify:")
@@ -305,6 +315,12 @@ def verify(
             out.error(f"  {problem}")
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _reconcile(ctx: Context, project: str, out: Output) -> None:
+    """Finish or fail the releases a crash left pending, before reading any release."""
+    for note in publish.reconcile_in(ctx.state, ctx.store, project, actor=ctx.actor):
+        out.warn(note)
 
 
 def _plan(file: Path | None, prerelease: str | None) -> tuple[planning.VersionPlan, str]:
