@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -207,6 +207,13 @@ class Controller:
             strategy.undo(ctx)
         except ShipyardError as error:
             message = f"{message}; putting the previous version back also failed: {error.message}"
+        else:
+            restored = ctx.progress.get("restored")
+            if restored:  # the old version runs again, as new instances: record those
+                deployments.save_environment(
+                    self.store,
+                    replace(ctx.before, instances={**ctx.before.instances, "active": restored}),
+                )
         return deployments.transition(
             self.store, current.id, status, actor=self.actor, message=message
         )
@@ -218,15 +225,21 @@ class Controller:
             current.progress.get("before", {}),
             deployments.environment(self.store, current.project, current.environment),
         )
+        progress: dict[str, Any] = dict(current.progress)
+        if current.settings.get("previous_bundle"):
+            progress.setdefault("previous_bundle", current.settings["previous_bundle"])
+        previous = current.settings.get("previous")
         ctx = StepContext(
             deployment_id=current.id,
             settings=settings,
             release=release,
             target=self.target_for(settings),
             before=before,
-            progress=dict(current.progress),
+            progress=progress,
             save=lambda p: deployments.save_progress(self.store, current.id, p),
             checkpoint=lambda: None,
+            # A recreate stopped the old version: putting it back needs its settings.
+            previous_settings=DeploySettings.from_json(previous) if previous else None,
         )
         return self._undo_and_finish(
             current, STRATEGIES[current.strategy](), ctx, "rolled_back", why
