@@ -168,12 +168,17 @@ def test_a_huge_initial_version_is_refused_naming_the_key(
         "feat: first", {"shipyard.yaml": f"project: huge\nrelease:\n  initial_version: '{huge}'\n"}
     )
     refused(run_cli("version", cwd=repo.path, env=PLAIN), "release.initial_version", "256")
-    digits = "1" * 900_000 + ".0.0"
-    repo.commit(
-        "feat: more",
-        {"shipyard.yaml": f"project: huge\nrelease:\n  initial_version: '{digits}'\n"},
-    )
-    refused(run_cli("version", cwd=repo.path, env=PLAIN), "release.initial_version", "256")
+    for text in ("1" * 900_000 + ".0.0", "1.0.0-" + "1" * 900_000 + "x!"):
+        (repo.path / "shipyard.yaml").write_text(
+            f"project: huge\nrelease:\n  initial_version: '{text}'\n"
+        )
+        for command in ("version", "validate"):
+            refused(
+                run_cli(command, cwd=repo.path, env=PLAIN),
+                "shipyard.yaml:3",
+                "release.initial_version",
+                "256",
+            )
 
 
 def test_a_huge_release_as_footer_is_refused_naming_the_commit(

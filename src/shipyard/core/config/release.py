@@ -20,6 +20,7 @@ _SEMVER = re.compile(
     r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
 )
 _TOKEN = re.compile(r"[A-Za-z][0-9A-Za-z-]{0,31}")
+_LONGEST_VERSION = 256  # as release.semver.MAX_VERSION_LENGTH (core imports no pillar)
 _TYPE = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 
@@ -39,6 +40,11 @@ def _check_tag_format(value: str) -> str:
 
 
 def _check_semver(value: str) -> str:
+    if len(value) > _LONGEST_VERSION:
+        raise config_value_error(
+            f"a version of {len(value):,} characters is too long: at most {_LONGEST_VERSION}",
+            hint="write MAJOR.MINOR.PATCH, such as 0.1.0 or 1.0.0",
+        )
     if not _SEMVER.fullmatch(value):
         raise config_value_error(
             f"{value!r} is not a semantic version",
