@@ -99,3 +99,39 @@ def test_validate_without_a_configuration_says_how_to_get_one(repo: Path) -> Non
     result = run_cli("validate", cwd=repo)
     assert result.code == 2
     assert "shipyard init" in result.stderr
+
+
+def _matrix_config(axes: int, values: int, extra: str = "") -> str:
+    lines = "".join(
+        f"        a{axis}: [{', '.join(str(v) for v in range(values))}]\n" for axis in range(axes)
+    )
+    return (
+        "project: demo\npipeline:\n  jobs:\n    t:\n      run: echo\n      matrix:\n"
+        + lines
+        + extra
+    )
+
+
+def test_a_huge_matrix_is_refused_without_being_built(repo: Path) -> None:
+    (repo / "shipyard.yaml").write_text(_matrix_config(10, 10))
+    result = run_cli("validate", cwd=repo, timeout=60)
+    assert result.code == 2, result.output
+    assert "pipeline.jobs.t.matrix" in result.stderr
+    assert "10000000000 jobs, more than 256" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_huge_matrix_that_exclude_cuts_down_is_expanded_to_what_is_left(repo: Path) -> None:
+    # 2 x 10^9 combinations, of which exclude keeps those with z=keep and a0..a8 all 0.
+    keep = "".join(
+        f"        - {{z: keep, a{axis}: {v}}}\n" for axis in range(9) for v in range(1, 10)
+    )
+    config = _matrix_config(9, 10, "        z: [drop, keep]\n        exclude:\n")
+    config += "        - {z: drop}\n" + keep
+    (repo / "shipyard.yaml").write_text(config)
+    result = run_cli("validate", "--json", cwd=repo, timeout=60)
+    assert result.code == 0, result.output
+    (repo / "shipyard.yaml").write_text(config.replace("        - {z: drop}\n", ""))
+    refused = run_cli("validate", cwd=repo, timeout=60)
+    assert refused.code == 2, refused.output
+    assert "more than 256" in refused.stderr

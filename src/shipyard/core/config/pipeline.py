@@ -8,6 +8,7 @@ command lookup to the CI pillar, which builds the runtime pipeline from it.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from datetime import timedelta
 from typing import Annotated, Literal
@@ -150,6 +151,18 @@ class Matrix(StrictModel):
                     hint=did_you_mean(unknown[0], list(self.axes)),
                     at=("exclude", index),
                 )
+        expanded = self._expand()
+        if isinstance(expanded, int) or len(expanded) > MAX_MATRIX_JOBS:
+            count = f"at least {expanded}" if isinstance(expanded, int) else str(len(expanded))
+            raise config_value_error(
+                f"the matrix expands to {count} jobs, more than {MAX_MATRIX_JOBS}",
+                hint="split it into several jobs, or 'exclude' combinations",
+            )
+        if not expanded:
+            raise config_value_error(
+                "the matrix expands to no jobs at all",
+                hint="check 'exclude': it removes every combination",
+            )
         return self
 
     @property
@@ -162,24 +175,92 @@ class Matrix(StrictModel):
 
     def combinations(self) -> list[dict[str, str]]:
         """The cartesian product of the axes, minus ``exclude``, plus ``include``."""
-        axes = self.axes
-        keys = list(axes)
-        found = (
-            [dict(zip(keys, values, strict=True)) for values in itertools.product(*axes.values())]
-            if keys
-            else []
-        )
-        excluded = [{k: str(v) for k, v in entry.items()} for entry in self.exclude]
-        found = [
-            combo
-            for combo in found
-            if not any(all(combo.get(k) == v for k, v in entry.items()) for entry in excluded)
-        ]
+        expanded = self._expand()
+        if isinstance(expanded, int):
+            raise ValueError(f"the matrix expands to more than {MAX_MATRIX_JOBS} jobs")
+        return expanded
+
+    def _expand(self) -> list[dict[str, str]] | int:
+        """The combinations; or, once there are more than the limit, a lower bound of their
+        number (the rest is never built)."""
+        found = _surviving(self.axes, self.exclude, MAX_MATRIX_JOBS + 1)
+        if isinstance(found, int):
+            return found
         for entry in self.include:
-            extra = {k: str(v) for k, v in entry.items()}
+            extra = {k: _scalar_text(v) for k, v in entry.items()}
             if extra not in found:
                 found.append(extra)
         return found
+
+
+_MATRIX_WORK = 100_000
+"""The most branches the expansion of one matrix may look at before it gives up."""
+
+
+def _surviving(
+    axes: dict[str, tuple[str, ...]], exclude: tuple[dict[str, Scalar], ...], limit: int
+) -> list[dict[str, str]] | int:
+    """The combinations of ``axes`` that no ``exclude`` entry removes, in product order; or,
+    as soon as there are at least ``limit``, a lower bound of their number.
+
+    The product is never built: branches that an entry removes are cut whole, and a branch
+    no entry can touch is counted by multiplication, so a matrix of 10 axes of 10 values is
+    refused at once.
+    """
+    names = list(axes)
+    if not names:
+        return []
+    # Entries as {axis position: positions of the values it names}; one naming a value the
+    # axis does not have removes nothing.
+    entries: list[dict[int, frozenset[int]]] = []
+    for entry in exclude:
+        wanted: dict[int, frozenset[int]] = {}
+        for key, scalar in entry.items():
+            text = _scalar_text(scalar)
+            wanted[names.index(key)] = frozenset(
+                i for i, written in enumerate(axes[key]) if written == text
+            )
+        if all(wanted.values()):
+            entries.append(wanted)
+    # Axes that entries name come first, so that removed branches are cut near the root.
+    order = sorted(range(len(names)), key=lambda axis: -sum(axis in e for e in entries))
+    depth_of = {axis: depth for depth, axis in enumerate(order)}
+    last = [max(depth_of[axis] for axis in entry) for entry in entries]
+    sizes = [len(axes[names[axis]]) for axis in order]
+    picks: list[tuple[int, ...]] = []  # value positions, in ``order``
+    count = 0
+    work = 0
+    pending: list[tuple[tuple[int, ...], tuple[int, ...]]] = [((), tuple(range(len(entries))))]
+    while pending:
+        chosen, live = pending.pop()
+        work += 1
+        depth = len(chosen)
+        if not live:
+            rest = math.prod(sizes[depth:])
+            if count + rest >= limit:
+                return count + rest
+            picks.extend(chosen + tail for tail in itertools.product(*map(range, sizes[depth:])))
+            count += rest
+            continue
+        if work > _MATRIX_WORK:
+            raise config_value_error(
+                f"the matrix has {math.prod(sizes)} combinations before 'exclude', too many "
+                "to expand",
+                hint="split it into several jobs with smaller matrices",
+            )
+        axis = order[depth]
+        for position in reversed(range(sizes[depth])):
+            still = tuple(
+                index
+                for index in live
+                if axis not in entries[index] or position in entries[index][axis]
+            )
+            if any(last[index] == depth for index in still):
+                continue  # an entry matches every axis chosen so far: the branch is removed
+            pending.append(((*chosen, position), still))
+    # Back to the order of the axes as written, then product order.
+    rows = sorted(tuple(pick[depth_of[axis]] for axis in range(len(names))) for pick in picks)
+    return [{name: axes[name][row[axis]] for axis, name in enumerate(names)} for row in rows]
 
 
 class JobDefaults(StrictModel):
@@ -223,20 +304,6 @@ class Job(StrictModel):
             raise config_value_error("a job needs at least one command", at=("run",))
         if isinstance(self.shell, list) and not self.shell:
             raise config_value_error("shell needs a command such as [bash, -c]", at=("shell",))
-        if self.matrix is not None:
-            count = len(self.matrix.combinations())
-            if count == 0:
-                raise config_value_error(
-                    "the matrix expands to no jobs at all",
-                    hint="check 'exclude': it removes every combination",
-                    at=("matrix",),
-                )
-            if count > MAX_MATRIX_JOBS:
-                raise config_value_error(
-                    f"the matrix expands to {count} jobs, more than {MAX_MATRIX_JOBS}",
-                    hint="split it into several jobs, or 'exclude' combinations",
-                    at=("matrix",),
-                )
         if len(set(self.needs)) != len(self.needs):
             raise config_value_error("a job is listed twice in needs", at=("needs",))
         return self
