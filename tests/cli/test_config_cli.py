@@ -135,3 +135,31 @@ def test_a_huge_matrix_that_exclude_cuts_down_is_expanded_to_what_is_left(repo: 
     refused = run_cli("validate", cwd=repo, timeout=60)
     assert refused.code == 2, refused.output
     assert "more than 256" in refused.stderr
+
+
+# name -> (pipeline, the key path the problem is reported at)
+REFUSED_BY_RUN: dict[str, tuple[str, str]] = {
+    "if syntax": ("t: {run: echo, if: \"branch = 'main'\"}", "pipeline.jobs.t.if"),
+    "if unknown name": ("t: {run: echo, if: 'brnch'}", "pipeline.jobs.t.if"),
+    "if bad regex": ("t: {run: echo, if: \"matches(tag, 'v[0-9')\"}", "pipeline.jobs.t.if"),
+    "shell not installed": (
+        "t: {run: echo, shell: [no-such-shell-anywhere, -c]}",
+        "pipeline.jobs.t.shell",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED_BY_RUN))
+def test_validate_refuses_what_run_refuses_with_the_same_message(repo: Path, name: str) -> None:
+    pipeline, at = REFUSED_BY_RUN[name]
+    (repo / "shipyard.yaml").write_text(f"project: demo\npipeline:\n  jobs:\n    {pipeline}\n")
+    git(repo, "add", "shipyard.yaml")
+    git(repo, "commit", "-q", "-m", "ci: pipeline")
+    checked = run_cli("validate", cwd=repo)
+    ran = run_cli("run", cwd=repo, env={"CI": "1"})
+    assert ran.code == 2, ran.output
+    assert checked.code == 2, checked.output
+    assert at in checked.stderr
+    problem = next(line for line in ran.stderr.splitlines() if at in line)
+    assert problem.split(at, 1)[1] in checked.stderr
+    assert "Traceback" not in checked.output + ran.output

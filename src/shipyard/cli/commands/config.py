@@ -7,20 +7,25 @@ from typing import Annotated
 
 import typer
 
+from shipyard.ci.model import build_pipeline
 from shipyard.cli.context import Context
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
-from shipyard.core.config import find_config, load_config, starter_config
+from shipyard.core.config import find_config, load, load_config, starter_config
 from shipyard.core.errors import ArgumentError
 
 CONFIG_NAME = "shipyard.yaml"
 
 
 def validate(file: FileOption = None, json_: JsonOption = False) -> None:
-    """Check shipyard.yaml: syntax, keys, types and cross-references."""
+    """Check shipyard.yaml: syntax, keys, types, cross-references, and what 'run' checks."""
     out = Output(json_mode=json_)
     path = file if file is not None else _find(Path.cwd())
-    config = load_config(path)
+    loaded = load(path)
+    config = loaded.model
+    if config.pipeline is not None:
+        # The very function 'shipyard run' builds its pipeline with: what it refuses, so does this.
+        build_pipeline(loaded)
     if json_:
         out.json({"valid": True, "file": str(path), "project": config.project})
         return
