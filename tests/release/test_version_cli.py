@@ -99,6 +99,14 @@ def test_version_below_a_project_folder_and_from_the_root_agree(monorepo: Repo) 
     assert deep["commits"] == from_root["commits"] == beside["commits"]
 
 
+def test_a_configuration_outside_the_repository_is_refused(monorepo: Repo) -> None:
+    outside = monorepo.path.parent / "elsewhere" / "shipyard.yaml"
+    outside.parent.mkdir()
+    outside.write_text("project: elsewhere\n")
+    result = run_cli("version", "--file", str(outside), cwd=monorepo.path / "api", env=PLAIN)
+    refused(result, str(outside), "outside the repository")
+
+
 def test_release_dry_run_in_a_project_folder_plans_that_project(monorepo: Repo) -> None:
     result = run_cli("release", "--dry-run", "--json", cwd=monorepo.path / "web")
     assert result.code == 0, result.output

@@ -15,7 +15,7 @@ from shipyard.core.blobs import BlobStore
 from shipyard.core.config import CONFIG_FILE_NAME, find_config, load_config
 from shipyard.core.errors import ArgumentError, ConfigError
 from shipyard.core.git import Git
-from shipyard.core.repoconfig import load_committed
+from shipyard.core.repoconfig import config_location, load_committed
 from shipyard.orchestrator.release import ReleaseRequest
 from shipyard.orchestrator.release import release as cut_release
 from shipyard.release import planning, publish, records
@@ -326,14 +326,14 @@ def _reconcile(ctx: Context, project: str, out: Output) -> None:
 def _plan(file: Path | None, prerelease: str | None) -> tuple[planning.VersionPlan, str]:
     ctx = Context()
     git = Git(ctx.cwd)
-    toplevel = git.toplevel()
-    path = (file or find_config(ctx.cwd, stop=toplevel)).resolve()
+    relative, path = config_location(ctx.cwd, file, toplevel=git.toplevel())
+    assert path is not None  # a working tree's configuration is a file on disk
     config = load_config(path)
-    relative = path.parent.relative_to(toplevel.resolve()).as_posix()
+    folder = relative.parent.as_posix()
     plan = planning.plan(
         git,
         config.release,
-        project_dir="" if relative == "." else relative,
+        project_dir="" if folder == "." else folder,
         branch=git.current_branch(),
         prerelease=prerelease,
     )
