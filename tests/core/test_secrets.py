@@ -25,6 +25,7 @@ from shipyard.core.secrets import (
     SecretStore,
     SecretValue,
     load_secrets,
+    masker_for,
     read_secrets_file,
 )
 
@@ -521,3 +522,27 @@ def test_a_stream_cut_anywhere_masks_like_the_whole(
     points = sorted({min(cut, len(text)) for cut in cuts})
     pieces = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
     assert run_stream(masker, pieces) == masker.mask(text)
+
+
+# ---------------------------------------------------------------- a deployment's masker
+
+
+def test_masker_for_hides_the_named_secrets_and_all_of_the_secrets_file(tmp_path: Path) -> None:
+    secrets = private_file(
+        tmp_path / "secrets", f"PYPI_TOKEN={TOKEN}\nSHORT=abc\nOTHER=other-value\n"
+    )
+    masker = masker_for(
+        ["DB_PASSWORD", "NOT_SET"], environ={"DB_PASSWORD": PASSWORD}, secrets_file=secrets
+    )
+    text = f"{PASSWORD} {TOKEN} {base64.b64encode(b'other-value').decode()} abc"
+    assert masker.mask(text) == "*** *** *** abc"
+
+
+def test_masker_for_never_raises_on_an_unusable_secrets_file(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.write_text(f"PYPI_TOKEN={TOKEN}\n")
+    secrets.chmod(0o644)  # refused for use: nothing from it was handed to anybody
+    masker = masker_for(["DB_PASSWORD"], environ={"DB_PASSWORD": PASSWORD}, secrets_file=secrets)
+    assert masker.mask(f"{PASSWORD}!") == "***!"
+    missing = masker_for(["DB_PASSWORD"], environ={}, secrets_file=tmp_path / "none")
+    assert missing.mask("nothing to hide") == "nothing to hide"

@@ -24,6 +24,7 @@ from shipyard.cd.strategies import STRATEGIES, StepContext
 from shipyard.cd.targets import InstanceUnhealthy, Release, Target, TargetError
 from shipyard.core.errors import CheckFailed, ShipyardError, UserError, WaitingForPerson
 from shipyard.core.process import pid_alive
+from shipyard.core.secrets import Masker
 from shipyard.core.store import Store
 
 LEASE_TTL = timedelta(seconds=10)
@@ -189,11 +190,13 @@ class Controller:
                 current, strategy, ctx, "rolled_back", "aborted; the previous version serves again"
             )
         except (InstanceUnhealthy, TargetError, ShipyardError) as error:
-            self._undo_and_finish(current, strategy, ctx, "failed", error.message)
+            masker = _masker_of(ctx)  # the error may quote what the service wrote
+            problem = masker.mask(error.message)
+            self._undo_and_finish(current, strategy, ctx, "failed", problem)
             raise DeploymentFailed(
-                f"deployment {current.id} of {current.version} failed: {error.message}",
-                hint=error.hint,
-            ) from error
+                f"deployment {current.id} of {current.version} failed: {problem}",
+                hint=masker.mask(error.hint) if error.hint else None,
+            ) from None
         deployments.save_environment(self.store, after)
         self.on_event(
             f"{current.version} serves {current.environment} at {after.router.get('address')}"
@@ -206,7 +209,8 @@ class Controller:
         try:
             strategy.undo(ctx)
         except ShipyardError as error:
-            message = f"{message}; putting the previous version back also failed: {error.message}"
+            problem = _masker_of(ctx).mask(error.message)
+            message = f"{message}; putting the previous version back also failed: {problem}"
         else:
             restored = ctx.progress.get("restored")
             if restored:  # the old version runs again, as new instances: record those
@@ -251,6 +255,12 @@ class Controller:
             raise _Pause
         if action == "abort":
             raise _Abort
+
+
+def _masker_of(ctx: StepContext) -> Masker:
+    """What hides the secrets of the deployment and of the version it replaces in its output."""
+    previous = ctx.previous_settings.secrets if ctx.previous_settings else ()
+    return ctx.target.masker([*ctx.settings.secrets, *previous])
 
 
 def driver_alive(deployment: Deployment) -> bool:

@@ -24,6 +24,7 @@ once. In the environment, an empty variable counts as not set.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -48,6 +49,7 @@ __all__ = [
     "SecretValue",
     "StreamMasker",
     "load_secrets",
+    "masker_for",
     "read_secrets_file",
     "secrets_file",
 ]
@@ -158,6 +160,19 @@ def load_secrets(
 ) -> dict[str, SecretValue]:
     """Each named secret from ``environ``, else from ``secrets_file``; SecretError otherwise."""
     return SecretStore(environ=environ, secrets_file=secrets_file).load(names)
+
+
+def masker_for(names: Sequence[str], *, environ: Mapping[str, str], secrets_file: Path) -> Masker:
+    """A Masker of the named secrets and of every secret the secrets file holds.
+
+    It hides what a process wrote on its way out, often on an error path, so it never raises:
+    a value that cannot be read (or is too short to be a secret) was never handed out.
+    """
+    values = [environ.get(name, "") for name in names]
+    # An unusable file gave nothing to anybody: starting an instance with it fails, named.
+    with contextlib.suppress(SecretError):
+        values += [value.reveal() for value in read_secrets_file(secrets_file).values()]
+    return Masker(value for value in values if len(value) >= MIN_SECRET_LENGTH)
 
 
 def read_secrets_file(path: Path) -> dict[str, SecretValue]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from shipyard.cd.settings import DeploySettings
 from shipyard.core.errors import CheckFailed, HostError
+from shipyard.core.secrets import Masker
 
 
 class TargetError(HostError):
@@ -82,3 +83,7 @@ class Target(ABC):
         self, settings: DeploySettings, weights: Mapping[str, tuple[int, Sequence[InstanceRef]]]
     ) -> str:
         """Send traffic by weight (summing to 100) to versions; returns the public address."""
+
+    def masker(self, names: Sequence[str]) -> Masker:
+        """What hides the secrets it hands to instances (``names``) in their output; none here."""
+        return Masker(())

@@ -37,7 +37,7 @@ from shipyard.cd.targets.interface import (
     TargetError,
 )
 from shipyard.core.blobs import BlobStore
-from shipyard.core.secrets import load_secrets
+from shipyard.core.secrets import Masker, load_secrets, masker_for, secrets_file
 from shipyard.core.state import StateDir
 from shipyard.release import unpacked
 
@@ -108,9 +108,10 @@ class LocalTarget(Target):
         if code != 0:
             with contextlib.suppress(OSError):
                 unpacked.remove(folder)
+            output = self.masker(settings.secrets).mask(_tail(log))
             raise SetupFailed(
                 f"service.setup failed for {release.version} (exit {code}): "
-                f"{_tail(log) or 'no output'}",
+                f"{output or 'no output'}",
                 hint=f"the whole output is in {log}; nothing was started",
             )
 
@@ -127,7 +128,7 @@ class LocalTarget(Target):
             for name, value in load_secrets(
                 list(settings.secrets),
                 environ=self.environ,
-                secrets_file=self.state.root / "secrets",
+                secrets_file=secrets_file(self.state),
             ).items()
         }
         # The tree is sealed, and a root instance would write bytecode into it all the same.
@@ -161,9 +162,11 @@ class LocalTarget(Target):
                     future.result()
         except SupervisorError as error:
             self.stop(started)
+            masker = self.masker(settings.secrets)  # the error quotes what the service wrote
             raise TargetError(
-                f"cannot start {release.version}: {error.message}", hint=error.hint
-            ) from error
+                masker.mask(f"cannot start {release.version}: {error.message}"),
+                hint=masker.mask(error.hint) if error.hint else None,
+            ) from None
         return started
 
     def wait_healthy(self, instances: Sequence[InstanceRef], settings: DeploySettings) -> None:
@@ -175,7 +178,7 @@ class LocalTarget(Target):
                 problem = self._exited(instance)
                 if problem:
                     raise InstanceUnhealthy(
-                        problem,
+                        self.masker(settings.secrets).mask(problem),
                         hint="the service exited; see "
                         f"'shipyard service logs --env {settings.environment}'",
                     )
@@ -284,6 +287,10 @@ class LocalTarget(Target):
                         hint=f"is port {port} free? see its log: {self.supervisor.log_path(name)}",
                     ) from error
                 time.sleep(0.1)
+
+    def masker(self, names: Sequence[str]) -> Masker:
+        """What hides the secrets named, and every one of the secrets file, in output."""
+        return masker_for(names, environ=self.environ, secrets_file=secrets_file(self.state))
 
     def _exited(self, instance: InstanceRef) -> str | None:
         try:
