@@ -201,3 +201,20 @@ def test_the_vulnerabilities_gate_reads_a_stored_sbom(
 def judge(context: GateContext, gate: str = "sbom") -> GateResult:
     [result] = run_gates(context, [gate])
     return result
+
+
+def test_a_stored_sbom_with_a_component_twice_or_a_bad_field_fails_the_gate(
+    project: Path, state_root: Path, tmp_path: Path
+) -> None:
+    built = json.loads(build_sbom(project, config(), version="1.2.0").document)
+    stored = tmp_path / "demo-1.2.0.cdx.json"
+    twice = {**built, "components": [*built["components"], dict(built["components"][0])]}
+    stored.write_text(json.dumps(twice))
+    context = GateContext(workspace=project, config=config(), state_root=state_root, sbom=stored)
+    [finding] = judge(context).findings
+    assert finding.id == INVALID
+    assert "components: " in finding.message and "non-unique" in finding.message
+    built["components"][1]["version"] = 5
+    stored.write_text(json.dumps(built))
+    [finding] = judge(context).findings
+    assert "components/1/version: 5 is not of type" in finding.message

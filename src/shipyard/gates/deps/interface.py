@@ -74,6 +74,8 @@ class DependencyReader(ABC):
         return self.read(path, root)
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
 HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha384": 96, "sha512": 128}
 """The hash algorithms a lockfile may name, with the length of their hex digests."""
 
@@ -85,7 +87,7 @@ def checked_hash(algorithm: str, hex_digest: str) -> str | None:
     length = HASH_LENGTHS.get(algorithm)
     if length is None or len(hex_digest) != length:
         return None
-    if any(ch not in "0123456789abcdef" for ch in hex_digest):
+    if not _HEX_DIGITS.issuperset(hex_digest):
         return None
     return f"{algorithm}:{hex_digest}"
 

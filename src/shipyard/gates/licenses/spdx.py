@@ -69,26 +69,33 @@ def _licensing() -> Licensing:
 
 def parse(text: str) -> LicenseExpression:
     """Parse ``text`` strictly as SPDX; ``InvalidLicense`` names the unknown id or the syntax."""
-    cleaned = " ".join(text.split())
+    outcome = _parsed(" ".join(text.split()))
+    if isinstance(outcome, str):
+        raise InvalidLicense(outcome)
+    return outcome
+
+
+@lru_cache(maxsize=4096)
+def _parsed(cleaned: str) -> LicenseExpression | str:
+    """The expression, or why it is not one; cached, since a lockfile repeats a few licenses
+    over thousands of packages."""
     if not cleaned:
-        raise InvalidLicense("the license is empty")
+        return "the license is empty"
     licensing = _licensing()
     with _LOCK:
         try:
             tree = licensing.parse(cleaned, validate=False, strict=True)
         except ExpressionError as exc:
-            raise InvalidLicense(
-                f"'{_shorten(cleaned)}' is not a valid SPDX expression: {_reason(exc)}"
-            ) from None
+            return f"'{_shorten(cleaned)}' is not a valid SPDX expression: {_reason(exc)}"
         if tree is None:
-            raise InvalidLicense("the license is empty")
+            return "the license is empty"
         unknown = [
             key for key in licensing.unknown_license_keys(tree) if not _CUSTOM.fullmatch(key)
         ]
         if unknown:
             hint = did_you_mean(unknown[0])
             verb = "is not an SPDX license id" if len(unknown) == 1 else "are not SPDX license ids"
-            raise InvalidLicense(
+            return (
                 f"'{_shorten(cleaned)}' is not a valid SPDX expression: "
                 f"{', '.join(repr(key) for key in unknown)} {verb}" + (f" ({hint})" if hint else "")
             )

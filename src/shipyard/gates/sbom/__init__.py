@@ -1,19 +1,23 @@
 """The software bill of materials: CycloneDX 1.6 JSON of a project's dependencies.
 
-Built from the dependency files of a workspace (a working tree or an unpacked release) with
-cyclonedx-python-lib: a component per package with its package URL, version, license and
-hashes, the dependency graph as the lockfiles record it, and Shipyard and the project in the
-metadata. A release stores it as a blob and signs it; ``shipyard scan --release`` reads it back.
+Built from the dependency files of a workspace (a working tree or an unpacked release): a
+component per package with its package URL, version, license and hashes, the dependency graph
+as the lockfiles record it, and Shipyard and the project in the metadata. A release stores it
+as a blob and signs it; ``shipyard scan --release`` reads it back. The document is written as
+plain JSON in time linear in the packages (cyclonedx-python-lib's writer checks its graph in
+quadratic time) and validated against the CycloneDX schemas that library ships.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -22,9 +26,6 @@ from shipyard.core.config import ShipyardConfig
 from shipyard.gates.deps import Dependency, PackageRef, read_dependencies, repository_root
 from shipyard.gates.deps.cyclonedx import LOCATION_PROPERTY
 from shipyard.gates.licenses import LicenseReport, collect_licenses, package_key, unique
-
-if TYPE_CHECKING:
-    from cyclonedx.model.component import Component
 
 SPEC_VERSION = "1.6"
 """The CycloneDX specification version Shipyard writes."""
@@ -71,80 +72,93 @@ def build_sbom(
     Licenses come from the same sources as the licenses gate (``gates.licenses``), read
     leniently: a broken interpreter leaves licenses out and is reported, it does not stop it.
     """
-    from cyclonedx.model import HashAlgorithm, HashType, Property
-    from cyclonedx.model.bom import Bom, BomMetaData
-    from cyclonedx.model.component import Component, ComponentType
-    from cyclonedx.output.json import JsonV1Dot6
-
     scan = read_dependencies(workspace, repository=repository_root(workspace, source_dir))
     dependencies = unique(scan.dependencies)
     settings = config.gates.licenses if config.gates is not None else None
     report = collect_licenses(dependencies, settings, source_dir or workspace, strict=False)
     licenses = _licenses(report)
-    root_properties = [Property(name=COMMIT_PROPERTY, value=commit)] if commit else []
-    root = Component(
-        name=config.project,
-        version=version,
-        type=ComponentType.APPLICATION,
-        bom_ref=f"{config.project}@{version or 'working-tree'}",
-        properties=root_properties,
-    )
-    tool = Component(name="shipyard", version=__version__, type=ComponentType.APPLICATION)
-    bom = Bom(metadata=BomMetaData(component=root, timestamp=timestamp or datetime.now(UTC)))
-    bom.metadata.tools.components.add(tool)
-    components: dict[Dependency, Component] = {}
+    root: dict[str, Any] = {
+        "bom-ref": f"{config.project}@{version or 'working-tree'}",
+        "name": config.project,
+        "type": "application",
+    }
+    if version is not None:
+        root["version"] = version
+    if commit:
+        root["properties"] = [{"name": COMMIT_PROPERTY, "value": commit}]
+    components: list[tuple[Dependency, dict[str, Any]]] = []
+    unlicensed: list[Dependency] = []
     for dependency in dependencies:
-        purl = _purl(dependency)
-        if purl is None:
-            continue
-        properties = [Property(name=LOCATION_PROPERTY, value=dependency.location)]
-        if dependency.unpinned_reason:
-            properties.append(Property(name=UNPINNED_PROPERTY, value=dependency.unpinned_reason))
-        name, group = _name_and_group(dependency)
-        component = Component(
-            name=name,
-            group=group,
-            version=dependency.version,
-            type=ComponentType.LIBRARY,
-            purl=purl,
-            bom_ref=str(purl.to_string()),
-            licenses=licenses.get(dependency, []),
-            hashes=[
-                HashType(alg=HashAlgorithm(_HASH_ALGORITHMS[alg]), content=hex_)
-                for alg, _, hex_ in (digest.partition(":") for digest in dependency.hashes)
-                if alg in _HASH_ALGORITHMS
-            ],
-            properties=properties,
-        )
-        bom.components.add(component)
-        components[dependency] = component
-    edges = _register_graph(bom, root, components)
-    document = JsonV1Dot6(bom).output_as_string(indent=2).encode("utf-8") + b"\n"
+        found = licenses.get(dependency, [])
+        component = _component(dependency, found)
+        if component is not None:
+            components.append((dependency, component))
+            if not found:
+                unlicensed.append(dependency)
+    graph, edges = _graph(root["bom-ref"], components)
+    document = {
+        "$schema": "http://cyclonedx.org/schema/bom-1.6.schema.json",
+        "bomFormat": "CycloneDX",
+        "specVersion": SPEC_VERSION,
+        "serialNumber": uuid.uuid4().urn,
+        "version": 1,
+        "metadata": {
+            "timestamp": (timestamp or datetime.now(UTC)).isoformat(),
+            "tools": {
+                "components": [{"name": "shipyard", "type": "application", "version": __version__}]
+            },
+            "component": root,
+        },
+        "components": sorted((c for _, c in components), key=lambda c: str(c["bom-ref"])),
+        "dependencies": graph,
+    }
     return Sbom(
-        document=document,
+        # Without indent, so that the C encoder writes it: indenting is ten times slower.
+        document=json.dumps(document, ensure_ascii=False).encode("utf-8") + b"\n",
         components=len(components),
         edges=edges,
         files=scan.files,
-        unpinned=tuple(d for d in components if d.version is None),
-        unlicensed=tuple(d for d in components if not licenses.get(d)),
+        unpinned=tuple(d for d, _ in components if d.version is None),
+        unlicensed=tuple(unlicensed),
         license_problem=report.problem,
     )
 
 
 def validate_sbom(document: bytes) -> list[str]:
     """The problems the CycloneDX 1.6 JSON schema finds in ``document`` (none when valid)."""
-    from cyclonedx.schema import SchemaVersion
-    from cyclonedx.validation.json import JsonStrictValidator
-
     try:
-        text = document.decode("utf-8")
-        json.loads(text)
+        data = json.loads(document.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return [f"not JSON: {exc}"]
-    errors = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text, all_errors=True)
-    if errors is None:
-        return []
-    return [_schema_error(error) for error in errors]
+    except RecursionError:
+        return ["not a CycloneDX document: its JSON nests too deeply"]
+    return [_schema_error(error) for error in _schema_validator().iter_errors(data)]
+
+
+@cache
+def _schema_validator() -> Any:
+    """The CycloneDX 1.6 strict JSON schema, compiled once, offline (its references to the
+    SPDX, JSF and cryptography schemas resolve to the copies cyclonedx-python-lib ships)."""
+    import jsonschema_rs
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.schema._res import BOM_JSON_STRICT, CRYPTOGRAPHY_DEFS, JSF, SPDX_JSON
+
+    def load(path: str | None) -> Any:
+        assert path is not None
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+
+    registry = jsonschema_rs.Registry(
+        [
+            (f"http://cyclonedx.org/schema/{Path(path).name}", load(path))
+            for path in (SPDX_JSON, JSF, CRYPTOGRAPHY_DEFS)
+        ]
+    )
+    return jsonschema_rs.Draft7Validator(
+        load(BOM_JSON_STRICT[SchemaVersion.V1_6]),
+        registry=registry,
+        validate_formats=True,
+        offline=True,
+    )
 
 
 def sbom_summary(document: bytes) -> dict[str, Any]:
@@ -161,24 +175,66 @@ def sbom_summary(document: bytes) -> dict[str, Any]:
 
 
 def _schema_error(error: Any) -> str:
-    inner = getattr(error, "data", None)
-    path = "/".join(str(part) for part in getattr(inner, "absolute_path", ()) or ())
-    message = getattr(inner, "message", None) or str(error)
+    path = "/".join(str(part) for part in getattr(error, "instance_path", ()) or ())
+    message = getattr(error, "message", None) or str(error)
+    if len(message) > 200:
+        # The message quotes the offending value (all components, say) before the reason.
+        message = f"{message[:60]} … {message[-100:]}"
     return f"{path or '(document)'}: {message}"
 
 
-def _licenses(report: LicenseReport) -> dict[Dependency, list[Any]]:
-    from cyclonedx.contrib.license.factories import LicenseFactory
-
-    factory = LicenseFactory()
-    found: dict[Dependency, list[Any]] = {}
+def _licenses(report: LicenseReport) -> dict[Dependency, list[dict[str, Any]]]:
+    found: dict[Dependency, list[dict[str, Any]]] = {}
     for item in report.licenses:
         declared = item.declared
         if declared.expression is not None:
-            found[item.dependency] = [factory.make_from_string(declared.expression.text)]
+            found[item.dependency] = [_license(declared.expression.text)]
         elif declared.raw and "\n" not in declared.raw and len(declared.raw) <= 200:
-            found[item.dependency] = [factory.make_with_name(declared.raw)]
+            found[item.dependency] = [{"license": {"name": declared.raw}}]
     return found
+
+
+@cache
+def _license(expression: str) -> dict[str, Any]:
+    """A license entry: an SPDX id CycloneDX knows, else an SPDX expression, else a name."""
+    from cyclonedx.contrib.license.factories import LicenseFactory
+    from cyclonedx.model.license import LicenseExpression
+
+    made = LicenseFactory().make_from_string(expression)
+    if isinstance(made, LicenseExpression):
+        return {"expression": made.value}
+    if made.id is not None:
+        return {"license": {"id": made.id}}
+    return {"license": {"name": made.name}}
+
+
+def _component(dependency: Dependency, licenses: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The component of one dependency; None for an ecosystem without package URLs here."""
+    purl = _purl(dependency)
+    if purl is None:
+        return None
+    name, group = _name_and_group(dependency)
+    ref = str(purl.to_string())
+    component: dict[str, Any] = {"bom-ref": ref, "type": "library", "name": name}
+    if group is not None:
+        component["group"] = group
+    if dependency.version is not None:
+        component["version"] = dependency.version
+    hashes = [
+        {"alg": _HASH_ALGORITHMS[alg], "content": hex_}
+        for alg, _, hex_ in (digest.partition(":") for digest in dependency.hashes)
+        if alg in _HASH_ALGORITHMS
+    ]
+    if hashes:
+        component["hashes"] = hashes
+    if licenses:
+        component["licenses"] = licenses
+    component["purl"] = ref
+    properties = [{"name": LOCATION_PROPERTY, "value": dependency.location}]
+    if dependency.unpinned_reason:
+        properties.append({"name": UNPINNED_PROPERTY, "value": dependency.unpinned_reason})
+    component["properties"] = properties
+    return component
 
 
 def _purl(dependency: Dependency) -> Any:
@@ -201,39 +257,46 @@ def _name_and_group(dependency: Dependency) -> tuple[str, str | None]:
     return dependency.name, None
 
 
-def _register_graph(bom: Any, root: Component, components: dict[Dependency, Component]) -> int:
-    """Record who depends on whom; the root depends on every package nobody else needs."""
-    needed: set[Dependency] = set()
+def _graph(
+    root: str, components: Sequence[tuple[Dependency, Mapping[str, Any]]]
+) -> tuple[list[dict[str, Any]], int]:
+    """Who depends on whom, and the number of edges; the root depends on every package
+    nobody else needs. Requirements resolve through an index by name; packages are told
+    apart by identity, as hashing a whole ``Dependency`` thousands of times is not free."""
+    by_name: dict[tuple[str, str], list[Dependency]] = {}
+    refs: dict[int, str] = {}
+    for dependency, component in components:
+        key = (dependency.ecosystem, package_key(dependency.ecosystem, dependency.name))
+        by_name.setdefault(key, []).append(dependency)
+        refs[id(dependency)] = component["bom-ref"]
+    needed: set[str] = set()
+    graph: dict[str, dict[str, None]] = {}
     edges = 0
-    candidates = list(components)
-    for dependency, component in components.items():
-        targets = list(
-            dict.fromkeys(
-                target
-                for ref in dependency.requires
-                if (target := _resolve(ref, dependency, candidates)) is not None
-            )
-        )
+    for dependency, component in components:
+        targets = graph.setdefault(component["bom-ref"], {})
+        for required in dependency.requires:
+            target = _resolve(required, dependency, by_name)
+            if target is not None and (name := refs[id(target)]) not in targets:
+                targets[name] = None
+                edges += 1
         needed.update(targets)
-        bom.register_dependency(component, [components[target] for target in targets])
-        edges += len(targets)
-    tops = [component for dependency, component in components.items() if dependency not in needed]
-    bom.register_dependency(root, tops)
-    return edges + len(tops)
+    tops = [c["bom-ref"] for _, c in components if c["bom-ref"] not in needed]
+    graph.setdefault(root, {}).update(dict.fromkeys(tops))
+    entries = []
+    for ref in sorted(graph):
+        entry: dict[str, Any] = {"ref": ref}
+        if graph[ref]:
+            entry["dependsOn"] = sorted(graph[ref])
+        entries.append(entry)
+    return entries, edges + len(tops)
 
 
 def _resolve(
-    ref: PackageRef, source: Dependency, candidates: Sequence[Dependency]
+    ref: PackageRef, source: Dependency, by_name: Mapping[tuple[str, str], Sequence[Dependency]]
 ) -> Dependency | None:
     """The package ``ref`` names: same ecosystem and name, from the same file, version if given."""
-    key = package_key(source.ecosystem, ref.name)
-    matches = [
-        d
-        for d in candidates
-        if d.ecosystem == source.ecosystem
-        and package_key(d.ecosystem, d.name) == key
-        and d is not source
-    ]
+    key = (source.ecosystem, package_key(source.ecosystem, ref.name))
+    matches = [d for d in by_name.get(key, ()) if d is not source]
     if ref.version is not None:
         matches = [d for d in matches if d.version == ref.version] or matches
     same_file = [d for d in matches if d.file == source.file]
