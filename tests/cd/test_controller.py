@@ -21,7 +21,13 @@ from typing import Any
 import pytest
 
 from shipyard.cd import deployments
-from shipyard.cd.controller import Controller, DeploymentFailed, DeploymentPaused, LeaseHeld
+from shipyard.cd.controller import (
+    Controller,
+    DeploymentFailed,
+    DeploymentPaused,
+    LeaseHeld,
+    driver_alive,
+)
 from shipyard.cd.deployments import Deployment, EnvironmentBusy
 from shipyard.cd.settings import DeploySettings
 from shipyard.cd.targets import TARGETS, FakeTarget, TargetError, target_for
@@ -435,3 +441,54 @@ def test_a_deployment_queued_behind_a_paused_one_waits_for_a_person(stage: Stage
         stage.controller().drive(third.id)
     assert f"deployment {second.id} of staging is paused" in raised.value.message
     assert stage.get(third).status == "pending"
+
+
+def test_a_driver_whose_lease_was_taken_over_stops_without_touching_anything(
+    stage: Stage,
+) -> None:
+    with_history(stage, "blue_green")
+    asked = stage.ask("0.2.0")
+    first = stage.controller(owner=f"{socket.gethostname()}:{os.getpid()}:f1rst000")
+    other = "elsewhere.example.com:4242:abcdef12"
+
+    def taken_over() -> None:  # the lease expired meanwhile and another host's driver took it
+        deployments.break_lease(stage.store, asked.id, first.owner, actor="test")
+        assert deployments.acquire_lease(stage.store, asked.id, other, LONG_LEASE)
+
+    stage.target.at("wait_healthy", taken_over, call=ahead(stage, "wait_healthy"), after=True)
+    routed = len(stage.target.routes)
+    with pytest.raises(LeaseHeld) as raised:
+        first.drive(asked.id)
+    assert other in raised.value.message
+    assert stage.target.steps()[-1] == "wait_healthy"  # nothing after: no switch, no undo
+    assert len(stage.target.routes) == routed
+    now = stage.get(asked)
+    assert (now.status, now.lease_owner) == ("progressing", other)
+
+
+@pytest.mark.parametrize(("action", "status"), [("abort", "rolled_back"), ("resume", "succeeded")])
+def test_an_action_asked_while_the_driver_pauses_is_not_lost(
+    stage: Stage, action: str, status: str
+) -> None:
+    with_history(stage, "blue_green")
+    asked = stage.ask("0.2.0")
+    stage.target.at(
+        "wait_healthy",
+        lambda: deployments.request(stage.store, asked.id, "pause", actor="ops@example.com"),
+        call=ahead(stage, "wait_healthy"),
+    )
+    seen_alive: list[bool] = []
+
+    def on_event(text: str) -> None:
+        # Somebody acts just as the driver says it paused: it still holds the lease, so the
+        # command only records the request and starts no driver of its own.
+        if f"deployment {asked.id} paused" in text and not seen_alive:
+            found = deployments.request(stage.store, asked.id, action, actor="ops@example.com")
+            seen_alive.append(driver_alive(found))
+
+    driver = stage.controller()
+    driver.on_event = on_event
+    done = driver.drive(asked.id)
+    assert seen_alive == [True]
+    assert done.status == status
+    assert stage.get(asked).lease_owner is None

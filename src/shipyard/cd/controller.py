@@ -1,8 +1,9 @@
 """The deployment controller: the one driver of a deployment's state machine.
 
-It holds a lease in the store (owner, expiry, renewed by a heartbeat); another process takes
-over only after the lease expires, and carries on from the stored progress. It acts on
-requested actions between steps: pause (the driver stops; exit 3), resume, abort (undo).
+It holds a lease in the store (owner, expiry, renewed by a heartbeat and at every step);
+another process takes over only after the lease expires, and carries on from the stored
+progress, while the one that lost it stops at its next step. It acts on requested actions
+between steps: pause (the driver stops; exit 3), resume, abort (undo).
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ class _Abort(Exception):
     pass
 
 
+class _LeaseLost(Exception):
+    pass
+
+
 @dataclass
 class Controller:
     """Drives deployments to a final status (or to a pause), one lease at a time."""
@@ -68,6 +73,21 @@ class Controller:
 
     def drive(self, deployment_id: int) -> Deployment:
         """Drive one deployment (after any stale one queued ahead of it) to its end or pause."""
+        try:
+            return self._drive(deployment_id)
+        except DeploymentPaused:
+            # A resume or abort asked while this driver paused found its lease still held, so
+            # nobody else started a driver for it: this one carries on.
+            current = deployments.get(self.store, deployment_id)
+            asked = current.requested_action
+            if current.status != "paused" or asked not in ("resume", "abort"):
+                raise
+            if driver_alive(current):
+                raise  # somebody else drives it now
+            self.on_event(f"{asked} of deployment {deployment_id} asked as it paused")
+            return self._drive(deployment_id)
+
+    def _drive(self, deployment_id: int) -> Deployment:
         self._break_dead_lease(deployment_id)
         if not deployments.acquire_lease(self.store, deployment_id, self.owner, LEASE_TTL):
             current = deployments.get(self.store, deployment_id)
@@ -176,8 +196,16 @@ class Controller:
                 f"deploying {current.version} to {current.environment} ({current.strategy})"
             )
             after = strategy.deploy(ctx)
+        except _LeaseLost:
+            # Another driver took over (this one's lease had expired): leave it everything.
+            raise LeaseHeld(
+                f"deployment {current.id} is driven by "
+                f"{deployments.get(self.store, current.id).lease_owner} now; this driver stopped",
+                hint="its lease expired before it was renewed; the other driver carries on",
+            ) from None
         except _Pause:
             deployments.transition(self.store, current.id, "paused", actor=self.actor)
+            self.on_event(f"deployment {current.id} paused")
             raise DeploymentPaused(
                 f"deployment {current.id} is paused",
                 hint=f"shipyard deployments resume {current.id}",
@@ -250,6 +278,8 @@ class Controller:
         )
 
     def _checkpoint(self, deployment_id: int) -> None:
+        if not deployments.acquire_lease(self.store, deployment_id, self.owner, LEASE_TTL):
+            raise _LeaseLost
         action = deployments.take_request(self.store, deployment_id)
         if action == "pause":
             raise _Pause
