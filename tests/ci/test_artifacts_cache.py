@@ -134,6 +134,22 @@ def test_a_malformed_output_file_fails_the_job(project: Project) -> None:
     assert "line 1 is not KEY=VALUE" in (jobs["bad"].reason or "")
 
 
+def test_an_output_with_a_nul_byte_fails_the_job_that_wrote_it(project: Project) -> None:
+    project.commit("""
+        jobs:
+          write:
+            run: 'echo ok=1 >> "$SHIPYARD_OUTPUT"; printf "v=x\\000y\\n" >> "$SHIPYARD_OUTPUT"'
+
+          read: {needs: [write], run: 'echo "$SHIPYARD_NEEDS_WRITE_V"'}
+    """)
+    run, jobs = project.run()
+    assert run.status == "failed"
+    assert jobs["write"].status == "failed"
+    assert "line 2" in (jobs["write"].reason or "")
+    assert "NUL" in (jobs["write"].reason or "")
+    assert jobs["read"].status == "skipped"
+
+
 CACHED = """
     jobs:
       build:

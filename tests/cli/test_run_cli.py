@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from support import git, run_cli
 
@@ -164,3 +165,47 @@ def test_logs_follow_a_live_run_from_a_second_process(repo: Path, tmp_path: Path
     assert texts.index("line 1") < texts.index("line 3") < texts.index("after the gate")
     assert "second job" in texts
     assert any(line.split(" ")[1] == "[talk]" for line in lines)
+
+
+# name -> (job, the key path named); "\\0" is YAML's escape for the NUL character.
+NUL_BYTES: dict[str, tuple[str, str]] = {
+    "command": ('{run: "echo a\\0b"}', "pipeline.jobs.t.run"),
+    "step": ('{run: [echo ok, {name: two, run: "echo \\0"}]}', "pipeline.jobs.t.run[1].run"),
+    "env value": ('{run: echo, env: {A: "x\\0y"}}', "pipeline.jobs.t.env.A"),
+    "shell argument": ('{run: echo, shell: [bash, "-c\\0"]}', "pipeline.jobs.t.shell[1]"),
+    "matrix value": ('{run: echo, matrix: {py: ["3\\0"]}}', "pipeline.jobs.t.matrix.py[0]"),
+    "tool": ('{run: echo, tools: ["python3 --version\\0"]}', "pipeline.jobs.t.tools[0]"),
+    "workdir": ('{run: echo, workdir: "src\\0"}', "pipeline.jobs.t.workdir"),
+    "artifact": ('{run: echo, artifacts: ["dist/\\0*"]}', "pipeline.jobs.t.artifacts[0]"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NUL_BYTES))
+def test_a_nul_byte_in_the_pipeline_is_a_configuration_error(repo: Path, name: str) -> None:
+    job, at = NUL_BYTES[name]
+    _commit(repo, f"  jobs:\n    t: {job}\n")
+    ran = run_cli("run", cwd=repo, env={"CI": "1"})
+    assert ran.code == 2, ran.output
+    assert "internal error" not in ran.output
+    assert at in ran.stderr
+    assert "NUL" in ran.stderr
+    assert json.loads(run_cli("runs", "list", "--json", cwd=repo).stdout) == []
+    checked = run_cli("validate", cwd=repo)
+    assert checked.code == 2, checked.output
+    assert at in checked.stderr
+
+
+def test_a_secret_with_a_nul_byte_is_refused_before_the_run_starts(repo: Path) -> None:
+    _commit(repo, "  jobs:\n    t: {run: 'echo \"$TOKEN\"', secrets: [TOKEN]}\n")
+    secrets = repo / ".shipyard" / "secrets"
+    secrets.parent.mkdir(exist_ok=True)
+    secrets.write_bytes(b"TOKEN=abcdefgh\0ijklmnop\n")
+    secrets.chmod(0o600)
+    ran = run_cli("run", cwd=repo, env={"CI": "1"})
+    assert ran.code == 2, ran.output
+    assert "internal error" not in ran.output
+    assert "TOKEN" in ran.stderr
+    assert "NUL" in ran.stderr
+    assert "abcdefgh" not in ran.output
+    assert "ijklmnop" not in ran.output
+    assert json.loads(run_cli("runs", "list", "--json", cwd=repo).stdout) == []

@@ -42,6 +42,12 @@ def read_outputs(path: Path) -> dict[str, str]:
                 f"$SHIPYARD_OUTPUT line {number} is not KEY=VALUE",
                 hint='write lines such as: echo "version=1.2.3" >> "$SHIPYARD_OUTPUT"',
             )
+        if "\0" in value:
+            raise OutputError(
+                f"$SHIPYARD_OUTPUT line {number} ({key}) holds a NUL character, which no "
+                "program can be given",
+                hint="pass binary data as an artifact, or encode it (base64)",
+            )
         outputs[key] = value
     return outputs
 

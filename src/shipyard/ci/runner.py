@@ -36,7 +36,7 @@ from shipyard.core.config import LoadedConfig, load
 from shipyard.core.errors import ArgumentError, GitError, NotFoundError
 from shipyard.core.git import Git
 from shipyard.core.repoconfig import config_location, load_committed
-from shipyard.core.secrets import Masker, SecretValue, load_secrets
+from shipyard.core.secrets import Masker, SecretError, SecretValue, load_secrets
 from shipyard.core.state import StateDir
 from shipyard.core.store import Store
 
@@ -154,6 +154,12 @@ def prepare_run(cwd: Path, request: RunRequest, state: StateDir) -> PreparedRun:
         pipeline = pipeline.select(request.jobs)
     secret_names = sorted({name for job in pipeline.jobs for name in job.secrets})
     secrets = load_secrets(secret_names, environ=os.environ, secrets_file=state.root / "secrets")
+    for name, secret in secrets.items():
+        if "\0" in secret.reveal():
+            raise SecretError(
+                f"the secret {name} holds a NUL character, which no program can be given",
+                hint="set it again without it; encode binary secrets (base64)",
+            )
     branch = request.branch or _branch(git, request.ref, commit)
     tags = git.tags_pointing_at(commit)
     return PreparedRun(

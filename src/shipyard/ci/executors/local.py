@@ -79,6 +79,15 @@ class LocalExecutor(Executor):
                 failure_kind="infrastructure",
                 message=f"cannot start {argv[0]!r}: {exc.strerror or exc}",
             )
+        except ValueError:
+            # The only ValueError of starting a process: a NUL in an argument or a variable.
+            where = "the command" if any("\0" in arg for arg in argv) else "an environment value"
+            request.log.note(f"cannot start {argv[0]!r}: {where} holds a NUL character")
+            return AttemptOutcome(
+                "error",
+                failure_kind="infrastructure",
+                message=f"cannot start {argv[0]!r}: {where} holds a NUL character",
+            )
         assert process.stdout is not None and process.stderr is not None
         pumps = [
             asyncio.create_task(_pump(process.stdout, request.log, "out")),

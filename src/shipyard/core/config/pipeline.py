@@ -54,7 +54,24 @@ def _check_env_name(value: str) -> str:
     return value
 
 
+def _refuse_nul(value: str, what: str, at: tuple[str | int, ...] = ()) -> None:
+    """No program can be given a NUL character: in a command, argument or value it is a
+    mistake that would otherwise only show when the job starts."""
+    if "\0" in value:
+        raise config_value_error(
+            f"{what} contains a NUL character (\\0), which no program can be given",
+            hint="remove it; a script that needs the byte can write it, as in printf '\\0'",
+            at=at,
+        )
+
+
+def _check_text(value: str) -> str:
+    _refuse_nul(value, "the text")
+    return value
+
+
 def _check_relative_path(value: str) -> str:
+    _refuse_nul(value, "the path")
     parts = value.replace("\\", "/").split("/")
     if value.startswith("/") or ".." in parts or not value.strip():
         raise config_value_error(
@@ -65,6 +82,7 @@ def _check_relative_path(value: str) -> str:
 
 
 def _check_glob(value: str) -> str:
+    _refuse_nul(value, "the pattern")
     text = value.strip()
     parts = text.replace("\\", "/").split("/")
     if not text or text.startswith("/") or ".." in parts:
@@ -81,7 +99,14 @@ def _scalar_text(value: str | int | float | bool) -> str:
     return str(value)
 
 
+def _check_scalar(value: str | int | float | bool) -> str:
+    text = _scalar_text(value)
+    _refuse_nul(text, "the value")
+    return text
+
+
 def _check_command(value: str) -> str:
+    _refuse_nul(value, "the command")
     if not value.strip():
         raise config_value_error("the command is empty", hint="write the command to run")
     return value
@@ -89,7 +114,8 @@ def _check_command(value: str) -> str:
 
 JobName = Annotated[str, AfterValidator(_check_job_name)]
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
-Scalar = Annotated[str | int | float | bool, AfterValidator(_scalar_text)]
+Scalar = Annotated[str | int | float | bool, AfterValidator(_check_scalar)]
+Text = Annotated[str, AfterValidator(_check_text)]
 Command = Annotated[str, AfterValidator(_check_command)]
 RelativePath = Annotated[str, AfterValidator(_check_relative_path)]
 Glob = Annotated[str, AfterValidator(_check_glob)]
@@ -98,7 +124,7 @@ Glob = Annotated[str, AfterValidator(_check_glob)]
 class Step(StrictModel):
     """One named command of a job that has several."""
 
-    name: str | None = None
+    name: Text | None = None
     run: Command
 
 
@@ -137,6 +163,7 @@ class Matrix(StrictModel):
                     raise config_value_error(
                         "a matrix value must be a string, number or true/false", at=(key, index)
                     )
+                _refuse_nul(_scalar_text(value), "the value", at=(key, index))
         for kind, entries in (("include", self.include), ("exclude", self.exclude)):
             for index, entry in enumerate(entries):
                 if not entry:
@@ -269,7 +296,7 @@ class JobDefaults(StrictModel):
     timeout: Duration = timedelta(hours=1)
     retry: Retry | None = None
     env: dict[EnvName, Scalar] = Field(default_factory=dict)
-    shell: Literal["bash", "sh", "python"] | list[str] = "bash"
+    shell: Literal["bash", "sh", "python"] | list[Text] = "bash"
     workdir: RelativePath | None = None
     log_limit: ByteSize = 10 * 1024 * 1024
     cache: bool = True
@@ -290,7 +317,7 @@ class Job(StrictModel):
     allow_failure: bool = False
     when: Literal["on_success", "always"] = "on_success"
     workdir: RelativePath | None = None
-    shell: Literal["bash", "sh", "python"] | list[str] | None = None
+    shell: Literal["bash", "sh", "python"] | list[Text] | None = None
     log_limit: ByteSize | None = None
     artifacts: list[Glob] = Field(default_factory=list)
     artifacts_missing: Literal["fail", "warn"] | None = None
