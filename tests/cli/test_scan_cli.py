@@ -182,3 +182,22 @@ def test_no_configured_gates_is_said_plainly(repo: Path) -> None:
     result = run_cli("scan", cwd=repo, env=PLAIN)
     assert result.code == 0
     assert "no gates are configured" in result.stderr
+
+
+def test_a_record_dated_in_the_future_is_warned_about_and_does_not_keep_data_fresh(
+    repo: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "future"
+    data.mkdir()
+    old = record("PYSEC-OLD", "six", versions=["1.0"])
+    old["modified"] = "2020-01-01T00:00:00Z"
+    ahead = record("PYSEC-AHEAD", "six", versions=["1.1"])
+    ahead["modified"] = "2999-01-01T00:00:00Z"
+    for item in (old, ahead):
+        (data / f"{item['id']}.json").write_text(json.dumps(item))
+    result = run_cli("advisories", "import", str(data), cwd=repo, env=PLAIN)
+    assert result.code == 0, result.output
+    assert "1 records claim to be modified after now (PYSEC-AHEAD)" in result.stderr
+    status = json.loads(run_cli("advisories", "status", "--json", cwd=repo).stdout)
+    assert status["stale"] is False
+    assert status["newest_modified"] < "2999"

@@ -12,12 +12,14 @@ import pytest
 from gates.gatesupport import NOW, osv, write_records
 from shipyard.gates.advisories import (
     AdvisoryImportError,
+    Freshness,
     LocalIndex,
     PackageVersion,
     import_advisories,
     index_path,
     index_status,
 )
+from shipyard.gates.advisories.local import MAX_RECORD_BYTES
 from shipyard.gates.advisories.matching import is_affected
 from shipyard.gates.interface import AdvisorySourceError
 
@@ -207,3 +209,48 @@ def test_a_missing_or_damaged_index_says_how_to_fix_it(state_root: Path) -> None
     index_path(state_root).write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(AdvisorySourceError, match="is damaged"):
         index_status(state_root)
+
+
+def test_a_future_modified_time_does_not_make_the_data_fresh_forever(
+    tmp_path: Path, state_root: Path
+) -> None:
+    records = [
+        osv("PYSEC-1", versions=["1.0"], modified=NOW - timedelta(days=3)),
+        osv("PYSEC-2", versions=["2.0"], modified=NOW + timedelta(days=3650)),
+    ]
+    summary = import_advisories(write_records(tmp_path / "db", records), state_root, now=NOW)
+    assert summary.newest_modified == NOW
+    assert summary.future_modified == ("PYSEC-2",)
+    assert summary.as_json()["future_modified"] == ["PYSEC-2"]
+    status = index_status(state_root)
+    assert status.newest_modified == NOW
+    assert status.freshness.age(NOW + timedelta(days=40)) == 40 * 86_400
+
+
+def test_freshness_never_trusts_a_time_after_the_data_was_fetched() -> None:
+    # An index written before imports clamped future times still ages from its import.
+    fetched = NOW - timedelta(days=31)
+    freshness = Freshness(NOW + timedelta(days=3650), fetched, 1)
+    assert freshness.age(NOW) == 31 * 86_400
+
+
+def test_an_oversized_record_file_is_refused_and_the_index_kept(
+    tmp_path: Path, state_root: Path
+) -> None:
+    good = write_records(tmp_path / "good", [osv("PYSEC-1", versions=["1.0"])])
+    import_advisories(good, state_root, now=NOW)
+    huge = b'{"id": "PYSEC-9", "pad": "' + b" " * MAX_RECORD_BYTES + b'"}'
+    archive = tmp_path / "osv.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("PYSEC-2.json", json.dumps(osv("PYSEC-2", versions=["1.0"])))
+        zipped.writestr("big/PYSEC-9.json", huge)
+    with pytest.raises(AdvisoryImportError) as caught:
+        import_advisories(archive, state_root, now=NOW)
+    assert f"{archive}:big/PYSEC-9.json" in caught.value.message
+    assert "larger than" in caught.value.message and "nothing was imported" in caught.value.message
+    folder = write_records(tmp_path / "folder", [osv("PYSEC-3", versions=["1.0"])])
+    with (folder / "PYSEC-8.json").open("wb") as sparse:
+        sparse.truncate(MAX_RECORD_BYTES + 1)
+    with pytest.raises(AdvisoryImportError, match=r"PYSEC-8\.json.*larger than"):
+        import_advisories(folder, state_root, now=NOW)
+    assert index_status(state_root).records == 1

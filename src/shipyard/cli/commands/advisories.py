@@ -47,6 +47,14 @@ def import_(
         out.line(f"skipped records of ecosystems Shipyard does not scan: {others}")
     if summary.withdrawn:
         out.line(f"skipped {summary.withdrawn} withdrawn records")
+    if summary.future_modified:
+        ids = ", ".join(summary.future_modified[:10])
+        more = len(summary.future_modified) - 10
+        out.warn(
+            f"{len(summary.future_modified)} records claim to be modified after now ({ids}"
+            + (f" and {more} more" if more > 0 else "")
+            + "); the data's age counts from this import instead"
+        )
     newest = summary.newest_modified
     out.success(
         f"imported {summary.records} advisories for {summary.packages} packages"

@@ -42,8 +42,13 @@ class Freshness:
     records: int
 
     def age(self, now: datetime) -> float:
-        """Seconds between the newest record's modification and ``now`` (0 if in the future)."""
-        reference = self.newest_modified or self.fetched_at
+        """Seconds between the newest record's modification and ``now`` (0 if in the future).
+
+        A modification time after the fetch is not believed (a record dated years ahead must
+        not keep the data fresh forever): the data is then as old as the fetch."""
+        reference = self.fetched_at
+        if self.newest_modified is not None and self.newest_modified < self.fetched_at:
+            reference = self.newest_modified
         return max(0.0, (now - reference).total_seconds())
 
 

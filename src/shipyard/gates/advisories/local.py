@@ -1,7 +1,9 @@
 """The local advisory index: OSV records compiled into one SQLite file under the state directory.
 
 An import reads a folder or zip of OSV JSON or YAML (libyaml when present), checks every
-record and replaces the index by one atomic rename, so a failed import keeps the old one.
+record and replaces the index by one atomic rename, so a failed import keeps the old one. A
+record file over ``MAX_RECORD_BYTES`` is refused, and a ``modified`` time after the import
+counts as the import's time.
 Lookups go by ecosystem and package name; nothing here decides whether a version is affected.
 """
 
@@ -47,6 +49,9 @@ INDEX_FORMAT = "3"
 RECORD_SUFFIXES = (".json", ".yaml", ".yml")
 """The files an import reads; everything else in the folder or zip is left alone."""
 
+MAX_RECORD_BYTES = 32 * 1024 * 1024
+"""The largest record file (or zip member) an import reads; OSV records are a few kilobytes."""
+
 _IMPORT_HINT = "run 'shipyard advisories import PATH' with a folder or zip of OSV records"
 _SHOWN_PROBLEMS = 10
 
@@ -78,6 +83,8 @@ class ImportSummary:
     duplicates: int = 0
     other_ecosystems: Mapping[str, int] = field(default_factory=dict)
     invalid: tuple[str, ...] = ()
+    future_modified: tuple[str, ...] = ()
+    """Records whose ``modified`` time is after the import; the data's age ignores it."""
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -91,6 +98,7 @@ class ImportSummary:
             "duplicates": self.duplicates,
             "other_ecosystems_skipped": dict(self.other_ecosystems),
             "invalid_skipped": list(self.invalid),
+            "future_modified": list(self.future_modified),
         }
 
 
@@ -167,7 +175,8 @@ def import_advisories(
             hint="give a folder or zip of OSV records (.json, .yaml), such as a clone of "
             "the PyPA advisory database",
         )
-    newest = max(advisory.modified for advisory in records.values())
+    future = tuple(sorted(a.id for a in records.values() if a.modified > moment))
+    newest = min(max(advisory.modified for advisory in records.values()), moment)
     packages = _write_index(records, state_root, source=str(path), newest=newest, now=moment)
     return ImportSummary(
         source=str(path),
@@ -179,6 +188,7 @@ def import_advisories(
         duplicates=duplicates,
         other_ecosystems=dict(other),
         invalid=tuple(problems),
+        future_modified=future,
     )
 
 
@@ -277,9 +287,12 @@ def _read_records(path: Path) -> Iterator[tuple[str, Any]]:
         )
         for item in files:
             try:
-                raw = item.read_bytes()
+                with item.open("rb") as stream:
+                    raw = stream.read(MAX_RECORD_BYTES + 1)
             except OSError as exc:
                 raise AdvisoryImportError(f"{item}: cannot be read: {exc.strerror}") from None
+            if len(raw) > MAX_RECORD_BYTES:
+                raise _too_large(str(item))
             yield from _decoded(str(item), item.suffix.lower(), raw)
         return
     if not zipfile.is_zipfile(path):
@@ -290,9 +303,26 @@ def _read_records(path: Path) -> Iterator[tuple[str, Any]]:
                 suffix = Path(info.filename).suffix.lower()
                 if info.is_dir() or suffix not in RECORD_SUFFIXES:
                     continue
-                yield from _decoded(f"{path}:{info.filename}", suffix, archive.read(info))
+                name = f"{path}:{info.filename}"
+                if info.file_size > MAX_RECORD_BYTES:
+                    raise _too_large(name)
+                with archive.open(info) as member:
+                    # The size in the zip's directory may lie: never read past the cap.
+                    raw = member.read(MAX_RECORD_BYTES + 1)
+                if len(raw) > MAX_RECORD_BYTES:
+                    raise _too_large(name)
+                yield from _decoded(name, suffix, raw)
     except (zipfile.BadZipFile, OSError) as exc:
         raise AdvisoryImportError(f"{path}: the zip file cannot be read: {exc}") from None
+
+
+def _too_large(name: str) -> AdvisoryImportError:
+    return AdvisoryImportError(
+        f"{name}: larger than {MAX_RECORD_BYTES // (1024 * 1024)} MiB, which no OSV record file "
+        "is; nothing was imported",
+        hint="remove the file from the folder or zip (or split it into one file per record), "
+        "then import again",
+    )
 
 
 def _decoded(name: str, suffix: str, raw: bytes) -> Iterator[tuple[str, Any]]:
