@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shipyard.core.errors import UserError
@@ -142,6 +142,8 @@ _identifiers = st.one_of(
 )
 
 
+# No deadline: a loaded machine is slow, not wrong (tests assert no timings).
+@settings(deadline=None)
 @given(
     _numbers,
     _numbers,
