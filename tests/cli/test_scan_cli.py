@@ -201,3 +201,23 @@ def test_a_record_dated_in_the_future_is_warned_about_and_does_not_keep_data_fre
     status = json.loads(run_cli("advisories", "status", "--json", cwd=repo).stdout)
     assert status["stale"] is False
     assert status["newest_modified"] < "2999"
+
+
+def test_files_nested_absurdly_deep_are_clear_errors_not_internal_ones(
+    project: Path, tmp_path: Path
+) -> None:
+    deep = "[" * 200_000 + "]" * 200_000
+    (project / "package-lock.json").write_text(deep)
+    result = run_cli("scan", cwd=project, env=PLAIN)
+    assert result.code == 1, result.output
+    assert "package-lock.json: not an npm lockfile" in result.stdout
+    assert "internal error" not in result.output and "Traceback" not in result.output
+    result = run_cli("sbom", "-o", str(tmp_path / "out.json"), cwd=project, env=PLAIN)
+    assert result.code == 2, result.output
+    assert "package-lock.json: not an npm lockfile" in result.stderr
+    data = tmp_path / "deep-osv"
+    data.mkdir()
+    (data / "PYSEC-1.json").write_text(deep)
+    result = run_cli("advisories", "import", str(data), cwd=project, env=PLAIN)
+    assert result.code == 2 and "Traceback" not in result.output
+    assert "PYSEC-1.json: not valid JSON: it nests" in result.stderr

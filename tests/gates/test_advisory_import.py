@@ -254,3 +254,23 @@ def test_an_oversized_record_file_is_refused_and_the_index_kept(
     with pytest.raises(AdvisoryImportError, match=r"PYSEC-8\.json.*larger than"):
         import_advisories(folder, state_root, now=NOW)
     assert index_status(state_root).records == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("PYSEC-1.json", "[" * 200_000 + "]" * 200_000),
+        ("PYSEC-1.yaml", "a: " + "[" * 200_000 + "]" * 200_000),
+        ("PYSEC-1.yaml", "a:\n" + "".join(" " * n + "- \n" for n in range(0, 1200, 2))),
+    ],
+)
+def test_a_record_nested_absurdly_deep_is_named_and_nothing_is_imported(
+    tmp_path: Path, state_root: Path, name: str, text: str
+) -> None:
+    data = tmp_path / "db"
+    data.mkdir()
+    (data / name).write_text(text)
+    with pytest.raises(AdvisoryImportError) as caught:
+        import_advisories(data, state_root, now=NOW)
+    assert str(data / name) in caught.value.message
+    assert not index_path(state_root).exists()

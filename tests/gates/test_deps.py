@@ -11,6 +11,7 @@ from shipyard.gates.deps import (
     MalformedDependencyFile,
     find_dependency_files,
     read_dependencies,
+    scan_dependencies,
 )
 
 
@@ -385,3 +386,36 @@ def test_a_project_folder_may_include_files_elsewhere_in_its_repository(tmp_path
     (tmp_path / "elsewhere.txt").write_text("leaked==1.0\n")
     with pytest.raises(MalformedDependencyFile, match="outside the repository"):
         read_dependencies(project)
+
+
+DEEP = 200_000
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("package-lock.json", "[" * DEEP + "]" * DEEP, "package-lock.json: not an npm lockfile"),
+        (
+            "package-lock.json",
+            '{"lockfileVersion": 3, "packages": ' + '{"a": ' * 600 + "1" + "}" * 601,
+            "package-lock.json: not an npm lockfile",
+        ),
+        ("uv.lock", "a = " + "[" * DEEP + "]" * DEEP, "uv.lock: not a lockfile"),
+        ("poetry.lock", "a = " + "{b = " * DEEP + "}" * DEEP, "poetry.lock: not a lockfile"),
+    ],
+)
+def test_a_file_nested_absurdly_deep_is_a_clear_error(
+    workspace: Path, name: str, text: str, message: str
+) -> None:
+    (workspace / name).write_text(text)
+    with pytest.raises(MalformedDependencyFile) as caught:
+        read_dependencies(workspace)
+    assert caught.value.message.startswith(message)
+    assert "more than 500 levels deep" in caught.value.message
+
+
+def test_a_stored_sbom_nested_absurdly_deep_is_a_clear_error(tmp_path: Path) -> None:
+    stored = tmp_path / "deep.cdx.json"
+    stored.write_text("[" * DEEP + "]" * DEEP)
+    with pytest.raises(MalformedDependencyFile, match=r"deep\.cdx\.json: not a CycloneDX JSON"):
+        scan_dependencies(tmp_path, stored)

@@ -36,6 +36,7 @@ from shipyard.gates.advisories.versions import (
     listed_versions,
     normalize_name,
 )
+from shipyard.gates.documents import TooDeeplyNested, check_nesting, parse_json
 from shipyard.gates.interface import AdvisorySourceError
 
 try:
@@ -316,6 +317,16 @@ def _read_records(path: Path) -> Iterator[tuple[str, Any]]:
         raise AdvisoryImportError(f"{path}: the zip file cannot be read: {exc}") from None
 
 
+def _yaml(raw: bytes) -> Any:
+    """A YAML record; ``TooDeeplyNested`` for one that nests too deeply to build."""
+    try:
+        data = yaml.load(raw, Loader=_YamlLoader)  # noqa: S506 - the base loader, see above
+    except RecursionError:
+        raise TooDeeplyNested from None
+    check_nesting(data, len(raw))
+    return data
+
+
 def _too_large(name: str) -> AdvisoryImportError:
     return AdvisoryImportError(
         f"{name}: larger than {MAX_RECORD_BYTES // (1024 * 1024)} MiB, which no OSV record file "
@@ -329,7 +340,7 @@ def _decoded(name: str, suffix: str, raw: bytes) -> Iterator[tuple[str, Any]]:
     try:
         # The base loader builds only strings, lists and mappings: safe, and versions such
         # as 1.10 stay text instead of becoming the number 1.1.
-        data = json.loads(raw) if suffix == ".json" else yaml.load(raw, Loader=_YamlLoader)  # noqa: S506
+        data = parse_json(raw) if suffix == ".json" else _yaml(raw)
     except (ValueError, yaml.YAMLError) as exc:
         kind = "JSON" if suffix == ".json" else "YAML"
         detail = " ".join(str(exc).split())

@@ -23,6 +23,7 @@ from shipyard import __version__
 from shipyard.core.config.gates import VulnerabilityGateSettings
 from shipyard.gates.advisories.interface import AdvisorySource, PackageVersion
 from shipyard.gates.advisories.model import Advisory, InvalidAdvisory, parse_advisory
+from shipyard.gates.documents import parse_json
 from shipyard.gates.interface import AdvisorySourceError
 
 BATCH_SIZE = 1000
@@ -148,7 +149,7 @@ class OsvApi(AdvisorySource):
     def _cached(self, vuln_id: str, modified: str | None) -> Advisory | None:
         path = self._cache_file(vuln_id)
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = parse_json(path.read_text(encoding="utf-8"))
             advisory = parse_advisory(raw, str(path))
         except (OSError, ValueError, InvalidAdvisory):
             return None
@@ -198,7 +199,7 @@ class OsvApi(AdvisorySource):
                 f"the OSV API at {url} cannot be reached: {reason}", hint=_HINT
             ) from None
         try:
-            return json.loads(payload)
+            return parse_json(payload)
         except ValueError:
             raise self._protocol(path, "the answer is not JSON") from None
 

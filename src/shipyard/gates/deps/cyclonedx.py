@@ -23,6 +23,10 @@ from shipyard.gates.deps.interface import (
     read_text,
     relative_name,
 )
+from shipyard.gates.documents import (
+    TooDeeplyNested,
+    parse_json,
+)
 
 LOCATION_PROPERTY = "shipyard:location"
 """The component property that records where a dependency was declared (``file:line``)."""
@@ -48,7 +52,9 @@ class CycloneDxReader(DependencyReader):
         """Every component with a package URL; others are reported as not checked."""
         file = relative_name(path, root)
         try:
-            data = json.loads(read_text(path, root))
+            data = parse_json(read_text(path, root))
+        except TooDeeplyNested as exc:
+            raise MalformedDependencyFile(f"{file}: not a CycloneDX JSON document: {exc}") from None
         except json.JSONDecodeError as exc:
             raise MalformedDependencyFile(
                 f"{file}:{exc.lineno}: the SBOM is not valid JSON: {exc.msg}"

@@ -26,6 +26,10 @@ from shipyard.gates.deps.interface import (
     read_text,
     relative_name,
 )
+from shipyard.gates.documents import (
+    TooDeeplyNested,
+    parse_json,
+)
 
 _KEY_LINE = re.compile(r'^[ \t]*"(?P<key>(?:[^"\\]|\\.)*)"\s*:\s*\{', re.MULTILINE)
 
@@ -40,7 +44,12 @@ class PackageLockReader(DependencyReader):
         text = read_text(path, root)
         file = relative_name(path, root)
         try:
-            data = json.loads(text)
+            data = parse_json(text)
+        except TooDeeplyNested as exc:
+            raise MalformedDependencyFile(
+                f"{file}: not an npm lockfile: {exc}",
+                hint="regenerate it with 'npm install --package-lock-only'",
+            ) from None
         except json.JSONDecodeError as exc:
             raise MalformedDependencyFile(
                 f"{file}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})",

@@ -21,6 +21,10 @@ from shipyard.gates.deps.interface import (
     read_text,
     relative_name,
 )
+from shipyard.gates.documents import (
+    TooDeeplyNested,
+    parse_toml,
+)
 
 _TABLE_ARRAY = re.compile(r"^\s*\[\[\s*(?P<name>[A-Za-z0-9_.-]+)\s*\]\]\s*(#.*)?$")
 
@@ -29,7 +33,12 @@ def load_toml(path: Path, root: Path) -> tuple[dict[str, Any], str]:
     """A TOML file's data and text; ``MalformedDependencyFile`` naming the line if invalid."""
     text = read_text(path, root)
     try:
-        return tomllib.loads(text), text
+        return parse_toml(text), text
+    except TooDeeplyNested as exc:
+        raise MalformedDependencyFile(
+            f"{relative_name(path, root)}: not a lockfile: {exc}",
+            hint="regenerate the lockfile with its tool",
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise MalformedDependencyFile(
             f"{relative_name(path, root)}: not valid TOML: {exc}",

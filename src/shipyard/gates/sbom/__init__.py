@@ -25,6 +25,7 @@ from shipyard import __version__
 from shipyard.core.config import ShipyardConfig
 from shipyard.gates.deps import Dependency, PackageRef, read_dependencies, repository_root
 from shipyard.gates.deps.cyclonedx import LOCATION_PROPERTY
+from shipyard.gates.documents import TooDeeplyNested, parse_json
 from shipyard.gates.licenses import LicenseReport, collect_licenses, package_key, unique
 
 SPEC_VERSION = "1.6"
@@ -127,11 +128,11 @@ def build_sbom(
 def validate_sbom(document: bytes) -> list[str]:
     """The problems the CycloneDX 1.6 JSON schema finds in ``document`` (none when valid)."""
     try:
-        data = json.loads(document.decode("utf-8"))
+        data = parse_json(document.decode("utf-8"))
+    except TooDeeplyNested as exc:
+        return [f"not a CycloneDX document: {exc}"]
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return [f"not JSON: {exc}"]
-    except RecursionError:
-        return ["not a CycloneDX document: its JSON nests too deeply"]
     return [_schema_error(error) for error in _schema_validator().iter_errors(data)]
 
 
@@ -163,7 +164,7 @@ def _schema_validator() -> Any:
 
 def sbom_summary(document: bytes) -> dict[str, Any]:
     """What a stored SBOM holds: its spec version and how many components and edges."""
-    data = json.loads(document)
+    data = parse_json(document)
     components = data.get("components") or []
     edges = sum(len(entry.get("dependsOn") or []) for entry in data.get("dependencies") or [])
     return {

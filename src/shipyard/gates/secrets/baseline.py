@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shipyard.gates.documents import TooDeeplyNested, parse_json
 from shipyard.gates.interface import GateError
 from shipyard.gates.secrets.engine import SecretHit
 
@@ -95,7 +96,12 @@ def read_baseline(path: Path, display: str) -> Baseline:
     except (OSError, UnicodeDecodeError) as exc:
         raise BaselineInvalid(f"the secrets baseline {display} cannot be read: {exc}") from None
     try:
-        data = json.loads(text)
+        data = parse_json(text)
+    except TooDeeplyNested as exc:
+        raise BaselineInvalid(
+            f"the secrets baseline {display} is not a baseline: {exc}",
+            hint="regenerate it with 'shipyard secrets baseline'",
+        ) from None
     except json.JSONDecodeError as exc:
         raise BaselineInvalid(
             f"the secrets baseline {display}:{exc.lineno} is not valid JSON: {exc.msg}",
