@@ -84,6 +84,20 @@ def test_init_writes_a_configuration_that_validates(repo: Path) -> None:
     assert json.loads(checked.stdout)["project"] == "tiny-app"
 
 
+def test_init_says_to_commit_the_configuration_and_installs_test_plugins(repo: Path) -> None:
+    (repo / "requirements.txt").write_text("requests==2.32.3\n")
+    (repo / "pytest.ini").write_text("[pytest]\naddopts = --cov=app -n auto\n")
+    (repo / "tests").mkdir()
+    (repo / "tests" / "test_app.py").write_text("def test_ok():\n    assert True\n")
+    written = run_cli("init", cwd=repo, env={"CI": "1"})
+    assert written.code == 0, written.output
+    assert "next: 'shipyard validate', then commit it: 'git add shipyard.yaml" in written.stdout
+    assert (
+        "pip install -r requirements.txt pytest pytest-cov pytest-xdist"
+        in (repo / "shipyard.yaml").read_text()
+    )
+
+
 def test_init_refuses_to_overwrite_without_force(repo: Path) -> None:
     (repo / "shipyard.yaml").write_text("project: mine\n")
     refused = run_cli("init", cwd=repo)

@@ -220,3 +220,68 @@ def test_findings_for_people_and_for_json(tmp_path: Path) -> None:
         "notes": [],
     }
     assert all(f"#   {line}\n" in starter.yaml for line in starter.describe())
+
+
+def test_plugins_the_pytest_configuration_needs_are_installed(tmp_path: Path) -> None:
+    root = make_project(
+        tmp_path / "plugged",
+        {
+            "pyproject.toml": (
+                '[project]\nname = "plugged"\nversion = "1.0"\n\n'
+                '[project.optional-dependencies]\ntest = ["pytest>=8", "pytest-xdist"]\n\n'
+                "[tool.pytest.ini_options]\n"
+                'addopts = ["--cov=plugged", "--cov-report", "term", "-n", "auto"]\n'
+                "timeout = 30\n"
+            ),
+            "tests/test_app.py": PYTEST_TEST,
+        },
+    )
+    detected = starter_that_loads(root).detected
+    assert detected.install is not None
+    # pytest-xdist comes with the 'test' extra; the others are added.
+    assert detected.install.run == 'pip install -e ".[test]" pytest-cov pytest-timeout'
+    assert "pytest-cov (--cov in pyproject.toml's addopts)" in detected.install.reason
+    assert "pytest-timeout (timeout in pyproject.toml)" in detected.install.reason
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("pytest.ini", "[pytest]\naddopts = -q --cov=app -n 2 --timeout=60\n"),
+        ("setup.cfg", "[tool:pytest]\naddopts =\n    --cov app\n    -n2\n    --timeout 60\n"),
+        ("tox.ini", "[tox]\nenvlist = py3\n\n[pytest]\naddopts = --cov -nauto --timeout=9\n"),
+    ],
+)
+def test_plugins_are_read_from_every_kind_of_pytest_configuration(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    root = make_project(
+        tmp_path / "app",
+        {"requirements.txt": "requests==2.32.3\n", name: text, "tests/test_app.py": PYTEST_TEST},
+    )
+    detected = starter_that_loads(root).detected
+    assert detected.install is not None
+    assert detected.install.run == (
+        "pip install -r requirements.txt pytest pytest-cov pytest-xdist pytest-timeout"
+    )
+
+
+def test_required_plugins_are_installed_and_listed_ones_are_not_repeated(tmp_path: Path) -> None:
+    root = make_project(
+        tmp_path / "app",
+        {
+            "requirements.txt": "pytest\npytest-cov\n",
+            "pytest.ini": "[pytest]\naddopts = --cov\nrequired_plugins = pytest-django>=4\n",
+            "tests/test_app.py": PYTEST_TEST,
+        },
+    )
+    detected = starter_that_loads(root).detected
+    assert detected.install is not None
+    assert detected.install.run == "pip install -r requirements.txt 'pytest-django>=4'"
+
+
+def test_an_absurdly_nested_pyproject_is_noted_and_ignored(tmp_path: Path) -> None:
+    deep = "a = " + "[" * 200_000 + "]" * 200_000 + "\n"
+    root = make_project(tmp_path / "deep", {"pyproject.toml": deep})
+    starter = starter_that_loads(root)
+    assert starter.detected.notes[0].startswith("pyproject.toml could not be read")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -61,7 +62,11 @@ def init(
     out.success(f"wrote {target}")
     for line in starter.describe():
         out.line(f"  {line}")
-    out.line("next: 'shipyard validate'")
+    shown = os.path.relpath(target, ctx.cwd)
+    out.line(
+        f"next: 'shipyard validate', then commit it: 'git add {shown} && git commit -m "
+        f'"ci: add shipyard.yaml"\' (runs and releases read the committed configuration)'
+    )
 
 
 def _find(cwd: Path) -> Path:

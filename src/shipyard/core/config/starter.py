@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import re
+import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,32 @@ _BYTES_READ_PER_FILE = 64 * 1024
 _PYTEST_STYLE = re.compile(r"^\s*(?:import pytest\b|from pytest\b|from _pytest\b)|@pytest\.", re.M)
 _UNITTEST_STYLE = re.compile(r"^\s*(?:import unittest\b|from unittest\b)|\bTestCase\b", re.M)
 _REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+_PLUGIN_OPTIONS = (
+    ("--cov", "pytest-cov"),
+    ("--no-cov", "pytest-cov"),
+    ("-n", "pytest-xdist"),
+    ("--numprocesses", "pytest-xdist"),
+    ("--maxprocesses", "pytest-xdist"),
+    ("--dist", "pytest-xdist"),
+    ("--timeout", "pytest-timeout"),
+    ("--reruns", "pytest-rerunfailures"),
+    ("--benchmark", "pytest-benchmark"),
+    ("--randomly", "pytest-randomly"),
+    ("--asyncio-mode", "pytest-asyncio"),
+    ("--html", "pytest-html"),
+    ("--ds", "pytest-django"),
+    ("--mypy", "pytest-mypy"),
+)
+"""Command-line options of well-known pytest plugins (each also as ``OPTION=…``/``OPTION-…``)."""
+
+_PLUGIN_SETTINGS = {
+    "timeout": "pytest-timeout",
+    "asyncio_mode": "pytest-asyncio",
+    "django_settings_module": "pytest-django",
+    "env": "pytest-env",
+}
+"""Configuration keys that only a plugin understands (pytest warns about, then ignores, them)."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +215,7 @@ class _Facts:
         self.pyproject = self._toml("pyproject.toml")
         self.setup_cfg = self._ini("setup.cfg")
         self.tox_ini = self._ini("tox.ini")
+        self.pytest_ini = self._ini("pytest.ini")
         self.requirements = sorted(
             path.name for path in root.glob("requirements*.txt") if path.is_file()
         )
@@ -201,6 +229,9 @@ class _Facts:
                 return tomllib.load(stream)
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             self.notes.append(f"{name} could not be read ({exc}); it was ignored")
+            return {}
+        except RecursionError:
+            self.notes.append(f"{name} could not be read (it nests too deeply); it was ignored")
             return {}
 
     def _ini(self, name: str) -> configparser.ConfigParser | None:
@@ -337,31 +368,141 @@ class _Facts:
         return DetectedCommand("pytest", f"{where} holds test_*.py files"), True
 
     def install_command(self, *, needs_pytest: bool) -> DetectedCommand | None:
-        """How to install the project (and pytest when the tests need it)."""
+        """How to install the project (and pytest, with the plugins its configuration needs,
+        when the tests need it)."""
         sources = self.pytest_sources() if needs_pytest else {}
         installable = self.installable()
         run: str | None = None
         reason = ""
         has_pytest = False
+        installed: set[str] = set()
         if installable is not None:
             extra = next((s for s in sources if s.startswith(".[")), None)
             has_pytest = "." in sources or extra is not None
             target = extra if extra is not None and "." not in sources else "."
             run = f'pip install -e "{target}"' if target != "." else "pip install -e ."
             reason = installable
+            installed = self._project_names(target[2:-1] if target != "." else None)
         elif "requirements.txt" in self.requirements:
             run = "pip install -r requirements.txt"
             reason = "requirements.txt lists the dependencies"
             has_pytest = "-r requirements.txt" in sources
+            installed = _names(_requirement_lines(self.root / "requirements.txt"))
             if needs_pytest and not has_pytest:
                 other = next((s for s in sources if s.startswith("-r ")), None)
                 if other is not None:
                     run += f" {other}"
                     has_pytest = True
+                    installed |= _names(_requirement_lines(self.root / other[3:]))
         if needs_pytest and not has_pytest:
             run = f"{run} pytest" if run else "pip install pytest"
             reason = f"{reason}; pytest is added for the tests" if reason else "to run the tests"
+        if needs_pytest:
+            missing = [
+                (plugin, why)
+                for plugin, why in self.pytest_plugins().items()
+                if _canonical(_requirement_name(plugin)) not in installed
+            ]
+            if missing:
+                run = f"{run} " + " ".join(shlex.quote(plugin) for plugin, _ in missing)
+                reason += "; test plugins the pytest configuration needs: " + ", ".join(
+                    f"{plugin} ({why})" for plugin, why in missing
+                )
         return DetectedCommand(run, reason) if run else None
+
+    def pytest_plugins(self) -> dict[str, str]:
+        """The plugins pytest's configuration needs (requirement → why), in the order found.
+
+        Read from the file pytest itself would use: ``addopts`` options that only a plugin
+        defines (``--cov``, ``-n``, ``--timeout``…), settings only a plugin reads, and
+        ``required_plugins``."""
+        found = self._pytest_settings()
+        if found is None:
+            return {}
+        where, settings = found
+        plugins: dict[str, str] = {}
+        addopts = settings.get("addopts", "")
+        for token in _tokens(addopts):
+            for option, plugin in _PLUGIN_OPTIONS:
+                if _is_option(token, option):
+                    plugins.setdefault(plugin, f"{option} in {where}'s addopts")
+        for key, plugin in _PLUGIN_SETTINGS.items():
+            if any(name.lower() == key for name in settings):
+                plugins.setdefault(plugin, f"{key} in {where}")
+        for requirement in _tokens(settings.get("required_plugins", "")):
+            plugins.setdefault(requirement, f"required_plugins in {where}")
+        return plugins
+
+    def _pytest_settings(self) -> tuple[str, dict[str, Any]] | None:
+        """The pytest settings of the first file pytest would read, and that file's name."""
+        if self.pytest_ini is not None and self.pytest_ini.has_section("pytest"):
+            return "pytest.ini", dict(self.pytest_ini.items("pytest"))
+        ini_options = _table(_table(_table(self.pyproject, "tool"), "pytest"), "ini_options")
+        if ini_options:
+            return "pyproject.toml", ini_options
+        if self.tox_ini is not None and self.tox_ini.has_section("pytest"):
+            return "tox.ini", dict(self.tox_ini.items("pytest"))
+        if self.setup_cfg is not None and self.setup_cfg.has_section("tool:pytest"):
+            return "setup.cfg", dict(self.setup_cfg.items("tool:pytest"))
+        return None
+
+    def _project_names(self, extra: str | None) -> set[str]:
+        """What ``pip install -e .`` (or ``.[extra]``) installs, by canonical name."""
+        project = _table(self.pyproject, "project")
+        requirements: list[Any] = list(project.get("dependencies") or [])
+        if extra is not None:
+            requirements += _table(project, "optional-dependencies").get(extra) or []
+        if self.setup_cfg is not None and self.setup_cfg.has_section("options"):
+            requirements += self.setup_cfg.get("options", "install_requires", fallback="").split(
+                "\n"
+            )
+        if (
+            extra is not None
+            and self.setup_cfg is not None
+            and self.setup_cfg.has_section("options.extras_require")
+        ):
+            requirements += self.setup_cfg.get(
+                "options.extras_require", extra, fallback=""
+            ).splitlines()
+        return _names(requirements)
+
+
+def _tokens(value: Any) -> list[str]:
+    """A setting's words: a TOML list as is, an ini string split as a shell would."""
+    if isinstance(value, list):
+        return [str(item) for item in value]
+    if not isinstance(value, str):
+        return []
+    try:
+        return shlex.split(value)
+    except ValueError:
+        return value.split()
+
+
+def _is_option(token: str, option: str) -> bool:
+    """Whether a command-line word is ``option`` (``--cov``, ``--cov=x``, ``--cov-report``,
+    and for the short ``-n`` also ``-n4``, ``-nauto``)."""
+    if token == option or token.startswith((f"{option}=", f"{option}-")):
+        return True
+    return len(option) == 2 and token.startswith(option) and token[2:].isalnum()
+
+
+def _requirement_name(requirement: str) -> str:
+    match = _REQUIREMENT_NAME.match(requirement)
+    return match.group(1) if match else requirement
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _names(requirements: list[Any]) -> set[str]:
+    """The canonical names of some requirement strings."""
+    return {
+        _canonical(_requirement_name(item))
+        for item in requirements
+        if isinstance(item, str) and item.strip()
+    }
 
 
 def _table(data: Any, key: str) -> dict[str, Any]:
