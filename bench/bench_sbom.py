@@ -4,7 +4,8 @@ Run with ``python bench/run.py sbom``. Each package has a version, a license, an
 hash and three dependencies, so the gate reads the lockfile, collects licenses, writes the
 CycloneDX document with its dependency graph and validates it against the schema. The
 baseline, measured in the same run, is the 1,000-package lockfile scaled by six: a gate that
-grows linearly keeps the ratio near 1 (the quadratic gate of issue 14 was about 6).
+grows linearly keeps the ratio near 1 (the quadratic gate of issue 14 was about 6; the
+ceiling of 2 leaves room for the noise of a shared machine).
 Imports and the compiled schema are warmed up on a small lockfile first, as in a process that
 has judged once. The ceiling of one second applies to the CPU time of the judge (on a machine
 that others share, wall time also counts their work); the wall time is reported beside it.
@@ -81,7 +82,7 @@ def run(report: object) -> None:
         small * LARGE / SMALL,
         unit="s",
         baseline_name=f"{SMALL} packages x{LARGE // SMALL}",
-        max_ratio=1.5,
+        max_ratio=2.0,
         note=f"median of {ROUNDS}; near 1 means linear growth",
     )
     report.figure(  # type: ignore[attr-defined]
