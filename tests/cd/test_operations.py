@@ -3,11 +3,23 @@ everything of a state directory, warm versions stopped on time."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from shipyard.cd import deployments
 from shipyard.cd.settings import settings_for
+from shipyard.cd.supervisor import Supervisor
+from shipyard.core import state as state_dir
 from shipyard.core.config.loader import load_config_text
 from shipyard.core.errors import ConfigError
+from shipyard.core.store import Store, open_store
+from support import CliResult, git, run_cli
 
 SERVICE = """project: webapp
 service:
@@ -31,3 +43,121 @@ def test_a_health_string_that_is_no_path_names_the_key() -> None:
     text = str(raised.value)
     assert "service.health" in text
     assert "must be a URL path" in text
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webapp"
+SITE = """project: webapp
+release:
+  version_files: [VERSION]
+service:
+  command: python3 -m app --port {port}
+  health: {http: /healthz, timeout: 15s, interval: 100ms}
+  stop: {signal: TERM, grace: 5s}
+environments:
+  staging:
+    strategy: {blue_green: {rollback_window: 3s, preview: false}}
+  production:
+    strategy: {recreate: {}}
+"""
+ACTOR = "operator@example.com"
+
+
+def cli(repo: Path, *args: str) -> CliResult:
+    return run_cli(*args, cwd=repo, env={"SHIPYARD_USER": ACTOR}, timeout=180)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The example service released twice (0.1.0, 0.2.0), nothing deployed yet."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for item in ("app", "VERSION", "pyproject.toml"):
+        source = EXAMPLE / item
+        if source.is_dir():
+            shutil.copytree(source, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, repo / item)
+    (repo / "shipyard.yaml").write_text(SITE)
+    assert cli(repo, "keys", "generate").code == 0
+    for message in ("feat: one", "feat: two"):
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "--allow-empty", "-m", message)
+        assert cli(repo, "release").code == 0
+    try:
+        yield repo
+    finally:
+        Supervisor.for_state(state_dir.locate(repo)).shutdown()
+
+
+def _programs(repo: Path) -> set[str]:
+    supervisor = Supervisor.for_state(state_dir.locate(repo))
+    return {p.name for p in supervisor.list() if p.running} if supervisor.is_running() else set()
+
+
+def _audit(repo: Path, action: str) -> list[dict[str, Any]]:
+    events = json.loads(cli(repo, "audit", "list", "--json").stdout)
+    return [e for e in events if e["action"] == action]
+
+
+def test_the_supervisor_stops_a_warm_version_when_its_window_ends(site: Path) -> None:
+    assert cli(site, "deploy", "0.1.0", "--env", "staging").code == 0
+    assert cli(site, "deploy", "0.2.0", "--env", "staging").code == 0
+    warm = {p for p in _programs(site) if ".d1." in p}
+    assert len(warm) == 1  # 0.1.0, kept warm for 3s
+    # No Shipyard command runs from here on: the supervised reaper stops it.
+    _wait_for(lambda: not (warm & _programs(site)))
+    _wait_for(lambda: bool(_audit(site, "environment.warm_stopped")))
+    event = _audit(site, "environment.warm_stopped")[0]
+    assert event["subject"] == "environment:webapp/staging"
+    assert event["details"]["version"] == "0.1.0"
+    _, store = open_state(site)
+    state = deployments.environment(store, "webapp", "staging")
+    assert (state.active_version, state.warm_version, state.instances["warm"]) == (
+        "0.2.0",
+        None,
+        [],
+    )
+    assert any(".d2." in p for p in _programs(site))  # what serves is untouched
+
+
+def test_env_stop_stops_one_environment_and_down_stops_everything(site: Path) -> None:
+    assert cli(site, "deploy", "0.1.0", "--env", "staging").code == 0
+    assert cli(site, "deploy", "0.1.0", "--env", "production").code == 0
+    stopped = cli(site, "env", "stop", "staging", "--json")
+    assert stopped.code == 0, stopped.output
+    outcome = json.loads(stopped.stdout)
+    assert outcome["stopped_versions"] == ["0.1.0"]
+    assert outcome["state"]["active_version"] is None
+    left = _programs(site)
+    assert not any(".staging." in p or p == "router.webapp-staging" for p in left), left
+    assert any(".production." in p for p in left) and "router.webapp-production" in left
+    event = _audit(site, "environment.stopped")[0]
+    assert (event["actor"], event["subject"]) == (ACTOR, "environment:webapp/staging")
+    unknown = cli(site, "env", "stop", "nowhere")
+    assert unknown.code == 2 and "staging, production" in unknown.stderr
+    assert cli(site, "status", "--env", "staging", "--json").code == 0
+    down = cli(site, "down", "--json")
+    assert down.code == 0, down.output
+    assert "router.webapp-production" in json.loads(down.stdout)["programs_stopped"]
+    assert not Supervisor.for_state(state_dir.locate(site)).is_running()
+    _, store = open_state(site)
+    assert deployments.environment(store, "webapp", "production").active_version is None
+    assert [e["subject"] for e in _audit(site, "environment.stopped")] == [
+        "environment:webapp/staging",
+        "environment:webapp/production",
+    ]
+    assert len(_audit(site, "state.down")) == 1
+    again = cli(site, "deploy", "0.2.0", "--env", "staging", "--json")  # and it starts again
+    assert again.code == 0, again.output
+
+
+def open_state(repo: Path) -> tuple[state_dir.StateDir, Store]:
+    located = state_dir.locate(repo)
+    return located, open_store(located)

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +18,9 @@ import pytest
 from shipyard.cd.router.client import RouterClient
 from shipyard.cd.router.routes import RouteTable
 from shipyard.cd.router.state import RouterFiles
-from support import CliResult, run_cli
+from shipyard.cd.supervisor import Supervisor
+from shipyard.core import state as state_dir
+from support import CliResult, git, run_cli
 
 ACTOR = "operator@example.com"
 CONFIG = """project: shop
@@ -162,3 +167,105 @@ def test_changing_weights_by_hand_is_audited_with_the_old_and_new_weights(
     assert refused.code == 2  # weights that do not add up change nothing, and are no event
     events = json.loads(cli(shop, "audit", "list", "--json").stdout)
     assert [e["action"] for e in events].count("router.weights_changed") == 1
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webapp"
+SITE_CONFIG = """project: webapp
+release:
+  version_files: [VERSION]
+service:
+  command: {command}
+  instances: 2
+  health: {{http: /healthz, timeout: 15s, interval: 100ms}}
+  stop: {{signal: TERM, grace: 5s}}
+environments:
+  staging:
+    strategy: {{blue_green: {{rollback_window: 10m, preview: false}}}}
+"""
+SERVE = "python3 -m app --port {port}"
+
+
+@pytest.fixture
+def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The example service released as 0.1.0 in a repository with a signing key."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for item in ("app", "VERSION", "pyproject.toml"):
+        source = EXAMPLE / item
+        if source.is_dir():
+            shutil.copytree(source, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, repo / item)
+    (repo / "shipyard.yaml").write_text(SITE_CONFIG.format(command=SERVE))
+    assert cli(repo, "keys", "generate").code == 0
+    _release(repo, "feat: the service")
+    try:
+        yield repo
+    finally:
+        Supervisor.for_state(state_dir.locate(repo)).shutdown()
+
+
+def _release(repo: Path, message: str) -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    released = cli(repo, "release", "--json", timeout=180)
+    assert released.code == 0, released.output
+    return str(json.loads(released.stdout)["version"])
+
+
+def test_service_logs_show_stdout_and_stderr_follow_and_failed_instances(site: Path) -> None:
+    deployed = cli(site, "deploy", "0.1.0", "--env", "staging", "--json", timeout=180)
+    assert deployed.code == 0, deployed.output
+    shown = cli(site, "service", "logs", "--env", "staging")
+    assert shown.code == 0, shown.output
+    # The example service writes to stderr: each line says which instance and which stream.
+    listening = [line for line in shown.stdout.splitlines() if "listening on" in line]
+    assert len(listening) == 2, shown.stdout
+    assert all(" err] webapp: version 0.1.0 listening on" in line for line in listening)
+    as_json = json.loads(cli(site, "service", "logs", "--env", "staging", "--json").stdout)
+    assert {(i["version"], i["stream"]) for i in as_json if "listening" in i["line"]} == {
+        ("0.1.0", "stderr")
+    }
+    following = ("service", "logs", "--env", "staging", "--follow", "--json")
+    followed = site / "followed.jsonl"
+    with followed.open("w") as sink:
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "shipyard", *following], cwd=site, stdout=sink
+        )
+    try:
+
+        def listening() -> int:
+            return followed.read_text().count("listening on")
+
+        _wait_for(lambda: listening() == 2)
+        # An instance killed is started again by the supervisor: its new lines are followed.
+        supervisor = Supervisor.for_state(state_dir.locate(site))
+        instance = as_json[0]["instance"]
+        killed = supervisor.status(instance).pid
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        _wait_for(lambda: listening() == 3, timeout=60)
+        lines = [json.loads(line) for line in followed.read_text().splitlines()]
+        assert [i["instance"] for i in lines if "listening on" in i["line"]].count(instance) == 2
+        assert {i["stream"] for i in lines if "listening on" in i["line"]} == {"stderr"}
+    finally:
+        follower.terminate()
+        follower.wait(30)
+    # A version that cannot start: its instances are gone, their output is still shown.
+    crash = (
+        'python3 -c \'import sys; print("up on stdout", flush=True); '
+        'sys.exit("down on stderr")\' --port {port}'
+    )
+    (site / "shipyard.yaml").write_text(SITE_CONFIG.format(command=crash))
+    _release(site, "feat: two")
+    failed = cli(site, "deploy", "0.2.0", "--env", "staging", "--json", timeout=180)
+    assert failed.code == 1, failed.output
+    after = cli(site, "service", "logs", "--env", "staging")
+    assert after.code == 0, after.output
+    assert " out] up on stdout" in after.stdout
+    assert " err] down on stderr" in after.stdout
+    assert "listening on" in after.stdout  # and the version that still serves
+    failed_id = str(json.loads(failed.stdout)["error"]["message"]).split()[1]
+    only = json.loads(
+        cli(site, "service", "logs", "--env", "staging", "--deployment", failed_id, "--json").stdout
+    )
+    assert only and {i["version"] for i in only} == {"0.2.0"}

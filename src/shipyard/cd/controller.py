@@ -66,6 +66,9 @@ class Controller:
     actor: str
     on_event: Callable[[str], None] = lambda _text: None
     owner: str = ""
+    on_saved: Callable[[deployments.EnvironmentState], None] = lambda _state: None
+    """Called with what an environment runs once a deployment recorded it (e.g. to make sure
+    a version kept warm is stopped when its window ends)."""
 
     def __post_init__(self) -> None:
         if not self.owner:
@@ -226,6 +229,7 @@ class Controller:
                 hint=masker.mask(error.hint) if error.hint else None,
             ) from None
         deployments.save_environment(self.store, after)
+        self.on_saved(after)
         self.on_event(
             f"{current.version} serves {current.environment} at {after.router.get('address')}"
         )

@@ -8,7 +8,6 @@ configuration that went with it.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from shipyard.cd import deployments
@@ -136,26 +135,49 @@ def warm_switch(
 
 
 def retire_expired(
-    store: Store, project: str, settings: DeploySettings, target: Target
-) -> str | None:
-    """Stop a warm version whose rollback window has passed; returns its version if stopped."""
-    state = deployments.environment(store, project, settings.environment)
-    if not state.warm_version or state.warm_until is None:
-        return None
-    if state.warm_until > datetime.now(UTC):
-        return None
-    target.stop([InstanceRef.from_json(i) for i in state.instances.get("warm", [])])
-    deployments.save_environment(
-        store,
-        replace(
-            state,
-            warm_version=None,
-            warm_deployment=None,
-            warm_until=None,
-            instances={**state.instances, "warm": []},
-        ),
+    store: Store,
+    target: Target,
+    *,
+    actor: str,
+    project: str | None = None,
+    environment: str | None = None,
+) -> list[EnvironmentState]:
+    """Stop the warm versions whose rollback window has passed (recorded and audited first).
+
+    Returns the environments as they were; ``project`` and ``environment`` narrow the search.
+    """
+    retired = deployments.retire_warm(
+        store, actor=actor, now=datetime.now(UTC), project=project, environment=environment
     )
-    return state.warm_version
+    for state in retired:
+        target.stop([InstanceRef.from_json(i) for i in state.instances.get("warm", [])])
+    return retired
+
+
+def stop_environments(
+    store: Store,
+    target: Target,
+    *,
+    actor: str,
+    project: str | None = None,
+    environment: str | None = None,
+) -> list[EnvironmentState]:
+    """Stop every instance of environments (recorded as running nothing, audited, first).
+
+    Refused while a deployment of one of them is going on. Returns them as they were.
+    """
+    stopped = deployments.clear_environments(
+        store, actor=actor, project=project, environment=environment
+    )
+    for state in stopped:
+        target.stop(
+            [
+                InstanceRef.from_json(i)
+                for key in ("active", "warm")
+                for i in state.instances.get(key, [])
+            ]
+        )
+    return stopped
 
 
 def _verified_release(

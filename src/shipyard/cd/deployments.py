@@ -372,6 +372,10 @@ def environment(store: Store, project: str, name: str) -> EnvironmentState:
         ).first()
     if row is None:
         return EnvironmentState(project, name, None, None, None, None, None, {}, {}, None)
+    return _to_state(row)
+
+
+def _to_state(row: Any) -> EnvironmentState:
     return EnvironmentState(
         project=row.project,
         environment=row.environment,
@@ -414,6 +418,147 @@ def save_environment(store: Store, state: EnvironmentState) -> None:
                     project=state.project, environment=state.environment, **values
                 )
             )
+
+
+def retire_warm(
+    store: Store,
+    *,
+    actor: str,
+    now: datetime,
+    project: str | None = None,
+    environment: str | None = None,
+) -> list[EnvironmentState]:
+    """Forget the warm versions whose rollback window ended by ``now``; audited.
+
+    Returns each environment as it was, so the caller stops its warm instances. An environment
+    with a deployment going on is left to that deployment, which decides about its warm version.
+    """
+    query = select(environment_state).where(environment_state.c.warm_version.is_not(None))
+    if project is not None:
+        query = query.where(environment_state.c.project == project)
+    if environment is not None:
+        query = query.where(environment_state.c.environment == environment)
+    retired = []
+    with store.write() as conn:
+        for row in conn.execute(query.with_for_update()).all():
+            state = _to_state(row)
+            if state.warm_until is None or state.warm_until > now:
+                continue
+            if _unfinished(conn, state.project, state.environment):
+                continue
+            conn.execute(
+                update(environment_state)
+                .where(
+                    environment_state.c.project == state.project,
+                    environment_state.c.environment == state.environment,
+                )
+                .values(
+                    warm_version=None,
+                    warm_deployment=None,
+                    warm_until=None,
+                    instances=json.dumps({**state.instances, "warm": []}),
+                    updated_at=now,
+                )
+            )
+            audit.append(
+                conn,
+                actor=actor,
+                action="environment.warm_stopped",
+                subject=environment_subject(state.project, state.environment),
+                details={
+                    "environment": state.environment,
+                    "version": state.warm_version,
+                    "warm_until": state.warm_until.isoformat(),
+                    "instances": [i["name"] for i in state.instances.get("warm", [])],
+                },
+            )
+            retired.append(state)
+    return retired
+
+
+def next_warm_expiry(store: Store) -> datetime | None:
+    """When the next rollback window ends (None if no version is kept warm)."""
+    with store.read() as conn:
+        rows = conn.execute(
+            select(environment_state.c.warm_until).where(
+                environment_state.c.warm_version.is_not(None),
+                environment_state.c.warm_until.is_not(None),
+            )
+        ).all()
+    return min((row.warm_until for row in rows), default=None)
+
+
+def clear_environments(
+    store: Store, *, actor: str, project: str | None = None, environment: str | None = None
+) -> list[EnvironmentState]:
+    """Record that environments run nothing any more (they are being stopped); audited.
+
+    Refused while a deployment of one of them is going on. Returns each that ran something,
+    as it was.
+    """
+    query = select(environment_state)
+    if project is not None:
+        query = query.where(environment_state.c.project == project)
+    if environment is not None:
+        query = query.where(environment_state.c.environment == environment)
+    cleared = []
+    now = datetime.now(UTC)
+    with store.write() as conn:
+        states = [
+            state
+            for state in (_to_state(row) for row in conn.execute(query.with_for_update()).all())
+            if state.active_version or state.warm_version or any(state.instances.values())
+        ]
+        for state in states:
+            busy = _unfinished(conn, state.project, state.environment)
+            if busy:
+                raise EnvironmentBusy(
+                    f"{state.environment} is busy with deployment {busy[0].id} "
+                    f"({busy[0].status}); it is not stopped",
+                    hint=f"wait for it, or abort it: shipyard deployments abort {busy[0].id}",
+                )
+        for state in states:
+            conn.execute(
+                update(environment_state)
+                .where(
+                    environment_state.c.project == state.project,
+                    environment_state.c.environment == state.environment,
+                )
+                .values(
+                    active_version=None,
+                    active_deployment=None,
+                    warm_version=None,
+                    warm_deployment=None,
+                    warm_until=None,
+                    instances="{}",
+                    router="{}",
+                    since=now,
+                    updated_at=now,
+                )
+            )
+            audit.append(
+                conn,
+                actor=actor,
+                action="environment.stopped",
+                subject=environment_subject(state.project, state.environment),
+                details={
+                    "environment": state.environment,
+                    "active_version": state.active_version,
+                    "warm_version": state.warm_version,
+                    "instances": [
+                        i["name"]
+                        for key in ("active", "warm")
+                        for i in state.instances.get(key, [])
+                    ],
+                },
+            )
+            cleared.append(state)
+    return cleared
+
+
+def environment_subject(project: str, environment: str) -> str:
+    """How audit events name an environment."""
+    return f"environment:{project}/{environment}"
 
 
 def _unfinished(conn: Connection, project: str, environment: str) -> list[Deployment]:

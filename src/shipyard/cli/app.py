@@ -51,6 +51,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("shipyard.cli.commands.deploy", "status"),
     "deployments": ("shipyard.cli.commands.deploy", "deployments_app"),
     "service": ("shipyard.cli.commands.deploy", "service_app"),
+    "env": ("shipyard.cli.commands.environments", "env_app"),
+    "down": ("shipyard.cli.commands.environments", "down"),
     "router": ("shipyard.cli.commands.router", "app"),
     "audit": ("shipyard.cli.commands.audit", "app"),
     "db": ("shipyard.cli.commands.db", "app"),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -18,14 +20,15 @@ from shipyard.cd.delivery import (
     settings_of_version,
     warm_switch,
 )
+from shipyard.cd.reaper import ensure_reaper
 from shipyard.cd.settings import DeploySettings, settings_for
 from shipyard.cd.targets import InstanceRef, target_for
-from shipyard.cd.targets.local import LocalTarget
+from shipyard.cd.targets.local import LocalTarget, name_part
 from shipyard.cli.context import Context
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
 from shipyard.core.config import ShipyardConfig, find_config, load_config
-from shipyard.core.errors import ShipyardError
+from shipyard.core.errors import ShipyardError, UserError
 from shipyard.core.process import spawn_detached
 
 deployments_app = typer.Typer(
@@ -69,7 +72,20 @@ def _controller(ctx: Context, out: Output) -> Controller:
         target_for=lambda chosen: target_for(ctx.state, chosen),
         actor=ctx.actor,
         on_event=lambda text: out.line(f"  {text}"),
+        on_saved=lambda state: _reap_when_due(ctx, out, state),
     )
+
+
+def _reap_when_due(ctx: Context, out: Output, state: deployments.EnvironmentState) -> None:
+    """A version kept warm is stopped by the supervised reaper when its window ends."""
+    if state.warm_until is None:
+        return
+    try:
+        ensure_reaper(ctx.state)
+    except ShipyardError as error:
+        out.line(
+            f"  warning: {state.warm_version} stays warm until a command stops it: {error.message}"
+        )
 
 
 def deploy(
@@ -83,7 +99,13 @@ def deploy(
     out = Output(json_mode=json_)
     ctx = Context()
     config, settings = _environment(ctx, file, env)
-    retire_expired(ctx.store, config.project, settings, target_for(ctx.state, settings))
+    retire_expired(
+        ctx.store,
+        target_for(ctx.state, settings),
+        actor=ctx.actor,
+        project=config.project,
+        environment=env,
+    )
     created = request_deploy(ctx.store, ctx.state, settings, version, actor=ctx.actor)
     _drive_or_detach(ctx, out, created, wait)
 
@@ -158,7 +180,7 @@ def status(
     report = []
     for name in names:
         settings = settings_for(config, name, project_dir=project_dir)
-        retire_expired(ctx.store, config.project, settings, target)
+        retire_expired(ctx.store, target, actor=ctx.actor, project=config.project, environment=name)
         state = deployments.environment(ctx.store, config.project, name)
         weights: dict[str, int] = {}
         healthy: dict[str, bool] = {}
@@ -290,44 +312,150 @@ def drive(
         out.json(finished.as_json())
 
 
+@service_app.callback()
+def service() -> None:
+    """The deployed service's processes."""
+
+
 @service_app.command("logs")
 def logs(
     env: EnvOption,
-    version: Annotated[str | None, typer.Option(metavar="VERSION")] = None,
-    follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+    version: Annotated[
+        str | None, typer.Option(metavar="VERSION", help="Only the instances of this version.")
+    ] = None,
+    deployment: Annotated[
+        int | None,
+        typer.Option(metavar="ID", help="The instances a deployment started (also failed ones)."),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep printing new lines until Ctrl-C.")
+    ] = False,
     file: FileOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """The output of the service's instances in an environment (rotated log files)."""
+    """The stdout and stderr of the service's instances, each line labelled with both.
+
+    By default the instances the environment runs, and those of its last deployment if it did
+    not succeed. Lines are printed in the order they are read; with --json, one object per line.
+    """
     out = Output(json_mode=json_)
     ctx = Context()
-    config, _ = _config(file, ctx)
-    state = deployments.environment(ctx.store, config.project, env)
-    target = LocalTarget(ctx.state)
-    refs = [
-        InstanceRef.from_json(i) for key in ("active", "warm") for i in state.instances.get(key, [])
-    ]
+    config, project_dir = _config(file, ctx)
+    settings_for(config, env, project_dir=project_dir)  # an unknown environment is exit 2
+    refs = _instances_for_logs(ctx, config.project, env, deployment)
     if version:
         refs = [r for r in refs if r.version == version]
-    paths = [target.supervisor.log_path(r.name) for r in refs]
-    offsets = dict.fromkeys(paths, 0)
+    if not refs:
+        raise UserError(
+            f"no instance of {env}{f' of version {version}' if version else ''} has logs",
+            hint=f"deploy a release first: shipyard deploy VERSION --env {env}",
+        )
+    supervisor = LocalTarget(ctx.state).supervisor
+    sources = [
+        _LogSource(ref, stream, supervisor.log_path(ref.name, stream))
+        for ref in refs
+        for stream in ("stdout", "stderr")
+    ]
     collected: list[dict[str, str]] = []
     while True:
-        for path in paths:
-            if not path.exists():
-                continue
-            with path.open("rb") as handle:
-                handle.seek(offsets[path])
-                data = handle.read()
-                offsets[path] = handle.tell()
-            for line in data.decode(errors="replace").splitlines():
-                if json_:
-                    collected.append({"instance": path.stem, "line": line})
+        for source in sources:
+            for line in source.read(final=not follow):
+                item = {
+                    "instance": source.ref.name,
+                    "version": source.ref.version,
+                    "stream": source.stream,
+                    "line": line,
+                }
+                if json_ and follow:
+                    out.stdout.write(json.dumps(item) + "\n")
+                elif json_:
+                    collected.append(item)
                 else:
-                    out.stdout.write(f"[{path.stem}] {line}\n")
+                    label = "out" if source.stream == "stdout" else "err"
+                    out.stdout.write(f"[{source.ref.name} {label}] {line}\n")
         out.stdout.flush()
         if not follow:
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     if json_:
         out.json(collected)
+
+
+def _instances_for_logs(
+    ctx: Context, project: str, env: str, deployment_id: int | None
+) -> list[InstanceRef]:
+    """The instances of a deployment, or those running plus a last deployment's that failed."""
+    if deployment_id is not None:
+        chosen = deployments.get(ctx.store, deployment_id)
+        if (chosen.project, chosen.environment) != (project, env):
+            raise UserError(
+                f"deployment {deployment_id} is of {chosen.project} {chosen.environment}, "
+                f"not {env}",
+                hint=f"list them with 'shipyard deployments list --env {env}'",
+            )
+        found = _started_by(chosen)
+    else:
+        state = deployments.environment(ctx.store, project, env)
+        found = [
+            InstanceRef.from_json(i)
+            for key in ("active", "warm")
+            for i in state.instances.get(key, [])
+        ]
+        latest = deployments.for_environment(ctx.store, project, env, limit=1)
+        if latest and latest[0].status != "succeeded":
+            found += _started_by(latest[0])
+    unique: dict[str, InstanceRef] = {}
+    for ref in found:
+        unique.setdefault(ref.name, ref)
+    return list(unique.values())
+
+
+def _started_by(deployment: deployments.Deployment) -> list[InstanceRef]:
+    recorded = [
+        InstanceRef.from_json(i)
+        for key in ("new", "restored")
+        for i in deployment.progress.get(key, [])
+    ]
+    # Instances that failed to start were never recorded: the local target names them by
+    # the deployment, so their logs are found all the same.
+    count = int(deployment.settings.get("deploy", {}).get("instances", 1))
+    named = [
+        InstanceRef(
+            name_part(f"{deployment.project}.{deployment.environment}.d{deployment.id}.{index}"),
+            deployment.version,
+            "127.0.0.1",
+            0,
+        )
+        for index in range(count)
+    ]
+    return recorded + named
+
+
+class _LogSource:
+    """One stream of one instance: its log file, read from where the last read stopped."""
+
+    def __init__(self, ref: InstanceRef, stream: Literal["stdout", "stderr"], path: Path) -> None:
+        self.ref = ref
+        self.stream = stream
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+
+    def read(self, *, final: bool) -> list[str]:
+        """The whole lines written since the last read (a last unfinished one when final)."""
+        try:
+            with self.path.open("rb") as handle:
+                if os.fstat(handle.fileno()).st_size < self.offset:
+                    self.offset, self.partial = 0, b""  # rotated: the new file from its start
+                handle.seek(self.offset)
+                data = handle.read()
+                self.offset = handle.tell()
+        except FileNotFoundError:
+            return []
+        data = self.partial + data
+        lines = data.split(b"\n")
+        self.partial = lines.pop()
+        if final and self.partial:
+            lines.append(self.partial)
+            self.partial = b""
+        return [line.decode(errors="replace").rstrip("\r") for line in lines]
