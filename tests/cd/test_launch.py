@@ -131,3 +131,43 @@ def test_the_file_round_trips_and_its_repr_hides_values(tmp_path: Path) -> None:
     assert loaded.argv is None
     assert SECRET not in repr(loaded)
     assert [p.name for p in folder.iterdir()] == ["web.env"]  # no temporary file left
+
+
+def test_a_program_of_a_sealed_release_starts_only_while_the_tree_is_as_sealed(
+    tmp_path: Path,
+) -> None:
+    from shipyard.cd.launch import Sealed
+    from shipyard.release import unpacked
+
+    folder = tmp_path / "release"
+    (folder / "app").mkdir(parents=True)
+    (folder / "app" / "main.py").write_text("print('verified')\n")
+    unpacked.seal(folder, "sha256:" + "ab" * 32)
+    env_file = tmp_path / "web.env"
+    write_env_file(env_file, {}, {}, sealed=Sealed(str(folder), "sha256:" + "ab" * 32))
+    program = ["--", sys.executable, str(folder / "app" / "main.py")]
+
+    started = launch(str(env_file), *program)
+    assert (started.returncode, started.stdout) == (0, "verified\n")
+
+    # What supervisord restarts after a crash runs through the same check: an edit is refused.
+    target = folder / "app" / "main.py"
+    (folder / "app").chmod(0o755)
+    target.chmod(0o644)
+    target.write_text("print('tampered')\n")
+    refused = launch(str(env_file), *program)
+    assert refused.returncode == 1
+    assert "tampered" not in refused.stdout
+    assert "app/main.py changed" in refused.stderr
+    assert "refusing to start" in refused.stderr
+
+
+def test_a_sealed_entry_of_the_wrong_shape_is_refused(tmp_path: Path) -> None:
+    env_file = tmp_path / "web.env"
+    write_env_file(env_file, {}, {})
+    document = json.loads(env_file.read_text())
+    document["sealed"] = {"folder": 3}
+    env_file.write_text(json.dumps(document))
+    env_file.chmod(0o600)
+    with pytest.raises(EnvFileError, match="'sealed' must name a folder and a bundle"):
+        read_env_file(env_file)

@@ -2,6 +2,8 @@
 
 It reads the program's environment (secrets included) from an owner-only file, adds it to its
 own, and replaces itself with the program, so the secrets never appear in supervisord's config.
+When the file names a sealed release tree, the tree is checked against its manifest before
+every start (a restart by supervisord too), so an instance only ever runs the verified bundle.
 It must stay tiny and import nothing heavy, and it never prints a value of the environment.
 """
 
@@ -15,9 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EnvFile", "EnvFileError", "main", "read_env_file", "write_env_file"]
+__all__ = ["EnvFile", "EnvFileError", "Sealed", "main", "read_env_file", "write_env_file"]
 
 EXIT_USAGE = 2
+EXIT_CHANGED = 1
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
 
@@ -30,12 +33,21 @@ class EnvFileError(Exception):
 
 
 @dataclass(frozen=True)
+class Sealed:
+    """A sealed release tree the program runs from, and the bundle it was unpacked from."""
+
+    folder: str
+    bundle: str
+
+
+@dataclass(frozen=True)
 class EnvFile:
     """The contents of an environment file: every variable, which are secret, maybe the argv."""
 
     env: Mapping[str, str] = field(repr=False)
     secret_names: frozenset[str]
     argv: tuple[str, ...] | None = None
+    sealed: Sealed | None = None
 
     @property
     def secret_values(self) -> tuple[str, ...]:
@@ -48,10 +60,12 @@ def write_env_file(
     env: Mapping[str, str],
     secret_env: Mapping[str, str],
     argv: Sequence[str] | None = None,
+    sealed: Sealed | None = None,
 ) -> None:
     """Atomically write ``env`` and ``secret_env`` (and ``argv``) to ``path``, owner-only.
 
-    ``argv`` is for a command the config file cannot hold (an argument with a line break).
+    ``argv`` is for a command the config file cannot hold (an argument with a line break);
+    ``sealed`` is the release tree to check before every start.
     """
     document: dict[str, object] = {
         "format": _FORMAT,
@@ -60,6 +74,8 @@ def write_env_file(
     }
     if argv is not None:
         document["argv"] = list(argv)
+    if sealed is not None:
+        document["sealed"] = {"folder": sealed.folder, "bundle": sealed.bundle}
     data = json.dumps(document, ensure_ascii=False, sort_keys=True).encode("utf-8")
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -112,10 +128,18 @@ def read_env_file(path: Path) -> EnvFile:
         not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv)
     ):
         raise EnvFileError(f"{path}: 'argv' must list the command and its arguments")
+    sealed = document.get("sealed")
+    if sealed is not None and not (
+        isinstance(sealed, dict)
+        and isinstance(sealed.get("folder"), str)
+        and isinstance(sealed.get("bundle"), str)
+    ):
+        raise EnvFileError(f"{path}: 'sealed' must name a folder and a bundle")
     return EnvFile(
         env=dict(env),
         secret_names=frozenset(secret),
         argv=tuple(argv) if argv is not None else None,
+        sealed=Sealed(sealed["folder"], sealed["bundle"]) if sealed is not None else None,
     )
 
 
@@ -134,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not program:
         sys.stderr.write(f"shipyard launch: {args[0]} names no command\n{_USAGE}\n")
         return EXIT_USAGE
+    if loaded.sealed is not None and not _sealed_tree_intact(loaded.sealed):
+        return EXIT_CHANGED
     environment = dict(os.environ)
     environment.update(loaded.env)
     sys.stderr.flush()
@@ -146,6 +172,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         sys.stderr.write(f"shipyard launch: cannot run {program[0]}: {exc.strerror}\n")
         return EXIT_CANNOT_EXECUTE
+
+
+def _sealed_tree_intact(sealed: Sealed) -> bool:
+    """Whether the release tree is as sealed; says what changed on stderr if it is not."""
+    from shipyard.release import unpacked  # only for programs that run from a release
+
+    folder = Path(sealed.folder)
+    try:
+        unpacked.check(folder, sealed.bundle, root=folder)
+    except unpacked.UnpackedReleaseChanged as changed:
+        sys.stderr.write(f"shipyard launch: refusing to start: {changed.message}\n")
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ from typing import Any, Literal
 
 import psutil
 
-from shipyard.cd.launch import EnvFileError, read_env_file, write_env_file
+from shipyard.cd.launch import EnvFileError, Sealed, read_env_file, write_env_file
 from shipyard.core.errors import HostError
 from shipyard.core.process import (
     TREE_MARKER_VARIABLE,
@@ -166,6 +166,8 @@ class ProgramSpec:
     start_retries: int = 3
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 5
+    sealed: Sealed | None = None
+    """A sealed release tree checked before every start of the program (restarts too)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not PROGRAM_NAME.fullmatch(self.name):
@@ -349,7 +351,11 @@ class Supervisor:
                 self._remove_group(spec.name)
             try:
                 write_env_file(
-                    env, spec.env, spec.secret_env, argv=None if in_config else spec.argv
+                    env,
+                    spec.env,
+                    spec.secret_env,
+                    argv=None if in_config else spec.argv,
+                    sealed=spec.sealed,
                 )
                 _write_atomically(conf, text)
                 added, _, _ = self._reload()

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from shipyard.cd.launch import Sealed
 from shipyard.cd.router.client import RouterClient
 from shipyard.cd.router.errors import RouterError
 from shipyard.cd.router.routes import Instance, RouteTable, Version
@@ -122,7 +123,8 @@ class LocalTarget(Target):
 
         The sealed tree is checked first: an instance only ever starts from the verified bundle.
         """
-        unpacked.check(self._folder(release, settings), release.bundle, root=root)
+        folder = self._folder(release, settings)
+        unpacked.check(folder, release.bundle, root=root)
         secrets = {
             name: value.reveal()
             for name, value in load_secrets(
@@ -153,6 +155,7 @@ class LocalTarget(Target):
                         stop_grace_s=math.ceil(settings.stop_grace_s),
                         autorestart=True,
                         start_secs=1,
+                        sealed=Sealed(str(folder), release.bundle),
                     )
                 )
                 started.append(InstanceRef(name, release.version, "127.0.0.1", port))
