@@ -127,6 +127,21 @@ def test_the_supervisor_stops_a_warm_version_when_its_window_ends(site: Path) ->
     assert any(".d2." in p for p in _programs(site))  # what serves is untouched
 
 
+def test_a_version_an_auto_deploy_left_warm_is_stopped_when_its_window_ends(site: Path) -> None:
+    (site / "shipyard.yaml").write_text(
+        SITE.replace("  staging:\n", "  staging:\n    auto: true\n")
+    )
+    for message in ("feat: three", "feat: four"):  # released and deployed by 'release' alone
+        git(site, "add", "-A")
+        git(site, "commit", "-q", "--allow-empty", "-m", message)
+        assert cli(site, "release").code == 0
+    _, store = open_state(site)
+    assert deployments.environment(store, "webapp", "staging").warm_version == "0.3.0"
+    _wait_for(lambda: bool(_audit(site, "environment.warm_stopped")))
+    state = deployments.environment(store, "webapp", "staging")
+    assert (state.active_version, state.warm_version) == ("0.4.0", None)
+
+
 def test_env_stop_stops_one_environment_and_down_stops_everything(site: Path) -> None:
     assert cli(site, "deploy", "0.1.0", "--env", "staging").code == 0
     assert cli(site, "deploy", "0.1.0", "--env", "production").code == 0

@@ -3,6 +3,7 @@ back after a crash, stop with their signal and grace, rotate their logs and keep
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -467,6 +468,8 @@ def test_a_program_that_exits_at_start_fails_with_its_output(
         import os, sys
         sys.stderr.write("boom: cannot read config.toml\\n")
         sys.stderr.write("token was " + os.environ["TOKEN"] + "\\n")
+        import base64
+        sys.stderr.write("as base64 " + base64.b64encode(os.environ["TOKEN"].encode()).decode())
         sys.exit(3)
         """,
     )
@@ -476,6 +479,8 @@ def test_a_program_that_exits_at_start_fails_with_its_output(
     assert "boom: cannot read config.toml" in message
     assert "exited within 1s" in message
     assert secret not in message
+    assert base64.b64encode(secret.encode()).decode() not in message
+    assert "as base64 ***" in message
     assert raised.value.status.name == "broken"
     # It is kept, stopped, so its logs can be read; remove forgets it.
     assert supervisor.status("broken").state is ProgramState.STOPPED

@@ -251,8 +251,12 @@ def test_service_logs_show_stdout_and_stderr_follow_and_failed_instances(site: P
         follower.terminate()
         follower.wait(30)
     # A version that cannot start: its instances are gone, their output is still shown.
+    # It prints a secret of the state directory's secrets file: the logs show it masked.
+    secrets = state_dir.locate(site).root / "secrets"
+    secrets.write_text("LOG_TOKEN=tok-4b1f9e07c2d3a8\n")
+    secrets.chmod(0o600)
     crash = (
-        'python3 -c \'import sys; print("up on stdout", flush=True); '
+        'python3 -c \'import sys; print("up on stdout tok-4b1f9e07c2d3a8", flush=True); '
         'sys.exit("down on stderr")\' --port {port}'
     )
     (site / "shipyard.yaml").write_text(SITE_CONFIG.format(command=crash))
@@ -261,7 +265,8 @@ def test_service_logs_show_stdout_and_stderr_follow_and_failed_instances(site: P
     assert failed.code == 1, failed.output
     after = cli(site, "service", "logs", "--env", "staging")
     assert after.code == 0, after.output
-    assert " out] up on stdout" in after.stdout
+    assert " out] up on stdout ***" in after.stdout
+    assert "tok-4b1f9e07c2d3a8" not in after.stdout
     assert " err] down on stderr" in after.stdout
     assert "listening on" in after.stdout  # and the version that still serves
     failed_id = str(json.loads(failed.stdout)["error"]["message"]).split()[1]

@@ -60,6 +60,7 @@ from shipyard.core.process import (
     pid_alive,
     wait_for_exit,
 )
+from shipyard.core.secrets import MIN_SECRET_LENGTH, Masker
 from shipyard.core.state import StateDir
 
 __all__ = [
@@ -88,7 +89,6 @@ _ORPHAN_GRACE = 10.0  # seconds a program left by a dead supervisord gets to sto
 _POLL = 0.05
 _TAIL_BYTES = 4096
 _TAIL_LINES = 20
-_MASK = "********"
 
 # The daemon, and so every program, starts from this part of the caller's environment only:
 # whatever else the first Shipyard command happened to have (tokens!) stays out.
@@ -910,10 +910,8 @@ def _tail(path: Path, secrets: Sequence[str]) -> str:
     except OSError:
         return ""
     text = _last_lines(data.decode(errors="replace"))
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, _MASK)
-    return text
+    # Every form of a secret (encoded ones too); a value too short to be one stays plain.
+    return Masker(s for s in secrets if len(s) >= MIN_SECRET_LENGTH).mask(text)
 
 
 def _last_lines(text: str) -> str:

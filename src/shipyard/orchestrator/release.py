@@ -21,7 +21,8 @@ from typing import Any
 
 from shipyard.cd.controller import Controller
 from shipyard.cd.delivery import request_deploy
-from shipyard.cd.deployments import Deployment
+from shipyard.cd.deployments import Deployment, EnvironmentState
+from shipyard.cd.reaper import ensure_reaper
 from shipyard.cd.settings import settings_for
 from shipyard.cd.targets import target_for
 from shipyard.ci import runs
@@ -365,10 +366,19 @@ def _auto_deploy(
         settings = settings_for(model, name, project_dir=project.project_dir)
         created = request_deploy(store, state, settings, version, actor=actor)
         controller = Controller(
-            store=store, target_for=lambda chosen: target_for(state, chosen), actor=actor
+            store=store,
+            target_for=lambda chosen: target_for(state, chosen),
+            actor=actor,
+            on_saved=lambda after: _reap_when_due(state, after),
         )
         done.append(controller.drive(created.id))
     return tuple(done)
+
+
+def _reap_when_due(state: StateDir, after: EnvironmentState) -> None:
+    """A version an auto-deploy left warm is stopped by the supervised reaper on time."""
+    if after.warm_until is not None:
+        ensure_reaper(state)
 
 
 def _check_unused(

@@ -341,7 +341,7 @@ def logs(
     out = Output(json_mode=json_)
     ctx = Context()
     config, project_dir = _config(file, ctx)
-    settings_for(config, env, project_dir=project_dir)  # an unknown environment is exit 2
+    settings = settings_for(config, env, project_dir=project_dir)  # unknown env: exit 2
     refs = _instances_for_logs(ctx, config.project, env, deployment)
     if version:
         refs = [r for r in refs if r.version == version]
@@ -350,7 +350,8 @@ def logs(
             f"no instance of {env}{f' of version {version}' if version else ''} has logs",
             hint=f"deploy a release first: shipyard deploy VERSION --env {env}",
         )
-    supervisor = LocalTarget(ctx.state).supervisor
+    target = LocalTarget(ctx.state)
+    supervisor, masker = target.supervisor, target.masker(settings.secrets)
     sources = [
         _LogSource(ref, stream, supervisor.log_path(ref.name, stream))
         for ref in refs
@@ -359,7 +360,8 @@ def logs(
     collected: list[dict[str, str]] = []
     while True:
         for source in sources:
-            for line in source.read(final=not follow):
+            for raw in source.read(final=not follow):
+                line = masker.mask(raw)  # a service may print the secrets it was given
                 item = {
                     "instance": source.ref.name,
                     "version": source.ref.version,
