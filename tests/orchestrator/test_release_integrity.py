@@ -186,6 +186,18 @@ def test_a_half_published_release_does_not_verify_until_it_is_reconciled(
     assert "failed" in problems[0]["message"]
 
 
+@pytest.mark.parametrize("command", [("sbom", "--release"), ("scan", "--json", "--release")])
+def test_reading_a_half_published_release_finishes_it_first(
+    project: Path, store: Store, command: tuple[str, ...]
+) -> None:
+    _set(store, status="pending", published_at=None)
+    read = run_cli(*command, "0.1.0", cwd=project)
+    assert "an interrupted release was finished" in read.stderr
+    with store.read() as conn:
+        status = conn.execute(sa.select(releases.c.status)).scalar_one()
+    assert status == "published"
+
+
 def test_a_deploy_request_finishes_a_half_published_release_first(
     project: Path, store: Store
 ) -> None:

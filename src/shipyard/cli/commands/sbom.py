@@ -19,6 +19,7 @@ from shipyard.core.errors import ArgumentError, GitError, NotFoundError, StateDi
 from shipyard.core.git import Git
 from shipyard.gates.records import release_sbom
 from shipyard.gates.sbom import build_sbom, sbom_summary
+from shipyard.release import publish
 
 
 def sbom(
@@ -45,6 +46,11 @@ def sbom(
     loaded = load(path)
     project_dir = path.resolve().parent
     if release is not None:
+        # A release a crash left half-published is finished or failed before it is read.
+        for note in publish.reconcile_in(
+            ctx.state, ctx.store, loaded.model.project, actor=ctx.actor
+        ):
+            out.warn(note)
         document = _stored(ctx, loaded.model.project, release)
     else:
         built = build_sbom(

@@ -32,6 +32,7 @@ from shipyard.gates import (
     to_sarif,
 )
 from shipyard.gates.records import release_sbom, release_workspace
+from shipyard.release import publish
 
 _STATUS_MARK = {Status.PASS: "✓", Status.WARN: "!", Status.FAIL: "✗"}
 
@@ -81,6 +82,8 @@ def scan(
         if release is not None:
             blobs = BlobStore.for_state(ctx.state)
             project = loaded.model.project
+            for note in publish.reconcile_in(ctx.state, ctx.store, project, actor=ctx.actor):
+                out.warn(note)  # a release a crash left half-published is finished or failed
             workspace, commit = release_workspace(ctx.store, blobs, project, release, Path(tmp))
             sbom = release_sbom(ctx.store, blobs, project, release, Path(tmp))
             if sbom is None and not json_:
