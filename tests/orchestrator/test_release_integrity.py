@@ -223,3 +223,15 @@ def test_a_deploy_request_finishes_a_half_published_release_first(
     requested = request_deploy(store, state, settings, "0.1.0", actor="deployer@example.com")
     assert (requested.version, requested.status) == ("0.1.0", "pending")
     assert _record(project)["status"] == "published"
+
+
+@pytest.mark.parametrize("command", [("releases", "show"), ("verify",), ("sbom", "--release")])
+def test_a_huge_version_argument_is_refused_in_a_short_message(
+    project: Path, command: tuple[str, ...]
+) -> None:
+    huge = "1." * 50_000
+    refused = run_cli(*command, huge, cwd=project)
+    assert refused.code == 2, refused.output
+    assert "has no release '1.1.1.1." in refused.stderr
+    assert "(100,000 characters)" in refused.stderr
+    assert len(refused.output) < 2_000

@@ -88,3 +88,13 @@ class GitError(HostError):
 
 class ProcessError(HostError):
     """A process could not be started, signalled or stopped."""
+
+
+def excerpt(text: str, limit: int = 40, *, quote: bool = True) -> str:
+    """``text`` for a message, cut to its first ``limit`` characters when longer.
+
+    A value a user typed may be megabytes long: a message shows its start and its length.
+    """
+    if len(text) <= limit:
+        return repr(text) if quote else text
+    return f"{text[:limit]!r}… ({len(text):,} characters)"

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select, update
 
 from shipyard.core import audit, outbox
 from shipyard.core.blobs import BlobStore
-from shipyard.core.errors import ArgumentError, NotFoundError
+from shipyard.core.errors import ArgumentError, NotFoundError, excerpt
 from shipyard.core.store import Store
 from shipyard.core.store.tables import gate_results, gate_runs, releases
 from shipyard.gates.interface import Finding, GateKind, GateResult, Status
@@ -282,7 +282,7 @@ def release_workspace(
         ).first()
     if row is None:
         raise NotFoundError(
-            f"{project} has no release {version}",
+            f"{project} has no release {excerpt(version, quote=False)}",
             hint="list the releases with 'shipyard releases list', or scan the working tree",
         )
     archive = into / "bundle.tar.gz"
@@ -310,7 +310,7 @@ def release_sbom(
         ).first()
     if row is None:
         raise NotFoundError(
-            f"{project} has no release {version}",
+            f"{project} has no release {excerpt(version, quote=False)}",
             hint="list the releases with 'shipyard releases list'",
         )
     if not row.sbom:

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
 from shipyard.core import audit, outbox
-from shipyard.core.errors import NotFoundError, UserError
+from shipyard.core.errors import NotFoundError, UserError, excerpt
 from shipyard.core.store import Store
 from shipyard.core.store.tables import releases
 
@@ -213,7 +213,7 @@ def get(store: Store, project: str, version: str) -> ReleaseRecord:
         ).first()
     if row is None:
         raise NotFoundError(
-            f"{project} has no release {version}",
+            f"{project} has no release {excerpt(version, quote=False)}",
             hint="list releases with 'shipyard releases list'",
         )
     return _to_record(row)

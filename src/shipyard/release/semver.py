@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from shipyard.core.errors import UserError
+from shipyard.core.errors import UserError, excerpt
 
 __all__ = ["MAX_VERSION_LENGTH", "BumpLevel", "InvalidVersion", "Version", "excerpt"]
 
@@ -173,13 +173,6 @@ class Version:
                 hint="use a word of letters, digits and '-', such as rc, beta or alpha",
             )
         return Version(self.major, self.minor, self.patch, (token, str(number)))
-
-
-def excerpt(text: str, limit: int = 40) -> str:
-    """``text`` quoted for a message, cut to its first ``limit`` characters when longer."""
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit]!r}… ({len(text):,} characters)"
 
 
 def _check_identifier(identifier: object, what: str, *, numeric_without_zeros: bool) -> None:
