@@ -10,6 +10,7 @@ call a real process, to check that the suite passes both ways.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import io
 import os
 import signal
@@ -25,6 +26,12 @@ MODE_VARIABLE = "SHIPYARD_TEST_CLI"
 """``process`` runs every ``run_cli`` call as a real subprocess; anything else, in-process."""
 
 _FAULT_VARIABLE = "SHIPYARD_FAULT"  # a crash point kills its process: never the test's own
+
+_DEFAULT_TIMEOUT = 120.0  # seconds a real process may take unless the test says otherwise
+
+_IN_PROCESS_LIMIT = 300.0
+"""Seconds after which an in-process command that hangs ends the test process, printing every
+thread's stack (pytest-xdist then reports the test as having crashed its worker)."""
 
 _ROUTER_SUBCOMMANDS = frozenset({"status", "weights", "drain", "undrain", "stats"})
 """``shipyard router`` without one of these runs the router: it execs it in its own place, so
@@ -56,22 +63,24 @@ def run_cli(
     cwd: Path,
     env: dict[str, str] | None = None,
     input: str | None = None,
-    timeout: float = 120,
+    timeout: float | None = None,
     process: bool = False,
 ) -> CliResult:
     """Run ``shipyard args`` in ``cwd``: in this process, or as a real one when ``process``
-    is true, ``SHIPYARD_TEST_CLI=process`` is set or the environment names a crash point.
+    is true, ``timeout`` is given (only a real process can be stopped when it hangs),
+    ``SHIPYARD_TEST_CLI=process`` is set or the environment names a crash point.
 
-    Commands that replace their process (``router`` that runs one) always run as a real one.
-    ``timeout`` bounds a real process only; an in-process command runs to its end."""
+    Commands that replace their process (``router`` that runs one) always run as a real one."""
     environ = {**os.environ, **(env or {})}
     if (
         process
+        or timeout is not None
         or environ.get(MODE_VARIABLE) == "process"
         or environ.get(_FAULT_VARIABLE)
         or _replaces_its_process(args)
     ):
-        return run_cli_process(*args, cwd=cwd, env=env, input=input, timeout=timeout)
+        bound = _DEFAULT_TIMEOUT if timeout is None else timeout
+        return run_cli_process(*args, cwd=cwd, env=env, input=input, timeout=bound)
     return _run_in_process(list(args), cwd=cwd, env=env or {}, input=input)
 
 
@@ -85,7 +94,7 @@ def run_cli_process(
     cwd: Path,
     env: dict[str, str] | None = None,
     input: str | None = None,
-    timeout: float = 120,
+    timeout: float = _DEFAULT_TIMEOUT,
 ) -> CliResult:
     """Run ``python -m shipyard`` as a real subprocess."""
     environ = dict(os.environ)
@@ -115,7 +124,7 @@ def _run_in_process(
     ):
         stdin.write((input or "").encode())
         stdin.seek(0)
-        with _environment(env), _working_directory(cwd), _signal_handlers():
+        with _environment(env), _working_directory(cwd), _signal_handlers(), _watchdog():
             with _standard_streams(stdin, stdout, stderr):
                 try:
                     main(args)
@@ -138,6 +147,17 @@ def _exit_code(value: object) -> int:
 def _text(file: IO[bytes]) -> str:
     file.seek(0)
     return file.read().decode("utf-8", errors="replace")
+
+
+@contextlib.contextmanager
+def _watchdog() -> Iterator[None]:
+    """A hang becomes a crash with stacks on the real stderr, never a suite that waits forever."""
+    with os.fdopen(os.dup(2), "w") as real_stderr:
+        faulthandler.dump_traceback_later(_IN_PROCESS_LIMIT, exit=True, file=real_stderr)
+        try:
+            yield
+        finally:
+            faulthandler.cancel_dump_traceback_later()
 
 
 @contextlib.contextmanager
