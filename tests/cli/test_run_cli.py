@@ -209,3 +209,72 @@ def test_a_secret_with_a_nul_byte_is_refused_before_the_run_starts(repo: Path) -
     assert "abcdefgh" not in ran.output
     assert "ijklmnop" not in ran.output
     assert json.loads(run_cli("runs", "list", "--json", cwd=repo).stdout) == []
+
+
+def test_a_catastrophic_regex_in_if_is_evaluated_in_linear_time(repo: Path) -> None:
+    # With a backtracking engine each of these takes longer than the universe is old.
+    _commit(
+        repo,
+        "  jobs:\n"
+        "    nested: {run: echo, if: \"matches(env.SUBJECT, '(a|aa)+')\"}\n"
+        "    starred: {run: echo, if: \"matches(env.SUBJECT, '(a*)*c')\"}\n"
+        "    fine: {run: echo, if: \"matches(env.SUBJECT, 'a+b')\"}\n",
+    )
+    result = run_cli("run", "--json", cwd=repo, env={"SUBJECT": "a" * 5000 + "b"}, timeout=90)
+    assert result.code == 0, result.output
+    status = {job["job"]: job["status"] for job in json.loads(result.stdout)["jobs"]}
+    assert status == {"nested": "skipped", "starred": "skipped", "fine": "passed"}
+
+
+def test_a_catastrophic_glob_in_changed_is_matched_in_linear_time(repo: Path) -> None:
+    (repo / ("a" * 200)).write_text("x\n")
+    _commit(
+        repo,
+        "  jobs:\n"
+        "    stars: {run: echo, if: \"changed('*a*a*a*a*a*a*a*a*a*a*b')\"}\n"
+        "    plain: {run: echo, if: \"changed('a*')\"}\n",
+    )
+    result = run_cli("run", "--json", cwd=repo, timeout=90)
+    assert result.code == 0, result.output
+    status = {job["job"]: job["status"] for job in json.loads(result.stdout)["jobs"]}
+    assert status == {"stars": "skipped", "plain": "passed"}
+
+
+def test_sigterm_cancels_the_run_records_it_and_exits(repo: Path, tmp_path: Path) -> None:
+    job, pidfile = _grandchild_job(tmp_path)
+    _commit(
+        repo, f"  jobs:\n    hang: {{run: 'bash {job}'}}\n    after: {{needs: [hang], run: echo}}\n"
+    )
+    process = _start(repo, "run")
+    _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+    grandchild = int(pidfile.read_text())
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, out + err
+    assert "Traceback" not in out + err
+    _wait_for(lambda: _gone(grandchild), timeout=15)
+    shown = json.loads(run_cli("runs", "show", "1", "--json", cwd=repo).stdout)
+    assert shown["status"] == "cancelled"
+    assert {j["job"]: j["status"] for j in shown["jobs"]} == {
+        "hang": "cancelled",
+        "after": "cancelled",
+    }
+
+
+def test_sigterm_stops_logs_follow(repo: Path, tmp_path: Path) -> None:
+    job, pidfile = _grandchild_job(tmp_path)
+    _commit(repo, f"  jobs:\n    hang: {{run: 'bash {job}'}}\n")
+    runner = _start(repo, "run")
+    try:
+        _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+        follower = _start(repo, "logs", "last", "--follow")
+        time.sleep(0.5)
+        follower.send_signal(signal.SIGTERM)
+        out, err = follower.communicate(timeout=60)
+        # Ended by the signal itself (the default action) or by exiting with 128 + 15.
+        assert follower.returncode in (-signal.SIGTERM, 128 + signal.SIGTERM), out + err
+        assert "Traceback" not in err
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        runner.communicate(timeout=60)
+    assert runner.returncode == 143

@@ -1,7 +1,9 @@
 """The ``if`` expressions of CI jobs, and the repository path globs that ``changed()`` uses.
 
 Parsed by hand into an immutable tree and never ``eval``-ed; this module must not read files or
-run git: the scheduler hands the changed files in through :class:`ExpressionContext`.
+run git: the scheduler hands the changed files in through :class:`ExpressionContext`. Regular
+expressions and globs run on RE2, whose time is linear in the text whatever the pattern, so no
+``if`` can hang a run.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from string import ascii_letters, digits
 from typing import Literal, TypeAlias
+
+import re2  # type: ignore[import-untyped]
 
 from shipyard.core.errors import ConfigError
 
@@ -69,11 +73,76 @@ class ExpressionError(ConfigError):
         return f"{text}\n  hint: {self.hint}" if self.hint else text
 
 
+# --------------------------------------------------------------------------- patterns
+
+
+class TextPattern:
+    """A compiled regular expression in RE2 syntax: matching takes time linear in the text.
+
+    Unlike Python's ``re`` it has no backreferences or lookaround, and so no pattern that
+    backtracks for ever (``(a+)+$``). Text that is not valid Unicode (a file name or variable
+    in another encoding) is matched with its undecodable bytes as U+FFFD.
+    """
+
+    __slots__ = ("_compiled", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        """Compile ``pattern``; :class:`RegexSyntaxError` says why it is not valid."""
+        self.pattern = pattern
+        try:
+            self._compiled = re2.compile(_valid_text(pattern), options=_RE2_OPTIONS)
+        except re2.error as error:
+            raise RegexSyntaxError(_re2_message(error)) from None
+
+    def match(self, text: str) -> object | None:
+        """A match at the start of ``text``, or None."""
+        found: object | None = self._compiled.match(_valid_text(text))
+        return found
+
+    def search(self, text: str) -> object | None:
+        """A match anywhere in ``text``, or None."""
+        found: object | None = self._compiled.search(_valid_text(text))
+        return found
+
+    def fullmatch(self, text: str) -> object | None:
+        """A match of the whole of ``text``, or None."""
+        found: object | None = self._compiled.fullmatch(_valid_text(text))
+        return found
+
+    def __repr__(self) -> str:
+        return f"TextPattern({self.pattern!r})"
+
+
+class RegexSyntaxError(ConfigError):
+    """A regular expression is not valid RE2 syntax; the message says why."""
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the error is reported to the user, not on stderr
+
+
+def _valid_text(text: str) -> str:
+    """``text`` as RE2 can take it: lone surrogates (undecodable bytes) become U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
+def _re2_message(error: Exception) -> str:
+    detail = error.args[0] if error.args else str(error)
+    if isinstance(detail, bytes):
+        detail = detail.decode("utf-8", "replace")
+    return str(detail)
+
+
 # --------------------------------------------------------------------------- path globs
 
 
-def glob_to_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a repository path glob to an anchored regex over normalised '/' paths."""
+def glob_to_regex(pattern: str) -> TextPattern:
+    """Compile a repository path glob to an anchored regex over normalised '/' paths (no
+    empty segments, as :func:`normalize_path` gives)."""
     return _compiled_glob(pattern)
 
 
@@ -94,7 +163,7 @@ def normalize_path(path: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _compiled_glob(pattern: str) -> re.Pattern[str]:
+def _compiled_glob(pattern: str) -> TextPattern:
     if not pattern:
         raise GlobError("the pattern is empty", pattern, 1, hint="write a path such as 'src/**'")
     if pattern.startswith("/"):
@@ -115,7 +184,7 @@ def _compiled_glob(pattern: str) -> re.Pattern[str]:
             parts.append("[^/]+(?:/[^/]+)*" if last else "(?:[^/]+/)*")
         else:
             parts.append(_segment_regex(segment, pattern, column) + ("" if last else "/"))
-    return re.compile(r"\A(?:" + "".join(parts) + r")\Z", re.DOTALL)
+    return TextPattern(r"(?s)\A(?:" + "".join(parts) + r")\z")
 
 
 def _glob_segments(pattern: str) -> Iterator[tuple[str, int]]:
@@ -145,9 +214,9 @@ def _glob_segments(pattern: str) -> Iterator[tuple[str, int]]:
 
 
 def _segment_regex(segment: str, pattern: str, column: int) -> str:
+    if segment == "*":
+        return "[^/]+"  # a segment is never empty; any other segment has a character to match
     out: list[str] = []
-    if segment.startswith("*"):
-        out.append("(?=[^/])")  # a segment is never empty
     index = 0
     while index < len(segment):
         char = segment[index]
@@ -174,12 +243,17 @@ def _segment_regex(segment: str, pattern: str, column: int) -> str:
                     pattern,
                     column + index,
                 )
-            out.append(re.escape(segment[index + 1]))
+            out.append(_literal(segment[index + 1]))
             index += 2
         else:
-            out.append(re.escape(char))
+            out.append(_literal(char))
             index += 1
     return "".join(out)
+
+
+def _literal(char: str) -> str:
+    """``char`` as an RE2 literal: letters and digits as they are, the rest by code point."""
+    return char if char.isascii() and char.isalnum() else f"\\x{{{ord(char):X}}}"
 
 
 def _class_regex(segment: str, start: int, pattern: str, column: int) -> tuple[str, int]:
@@ -214,11 +288,21 @@ def _class_regex(segment: str, start: int, pattern: str, column: int) -> tuple[s
                     column + range_start,
                     hint=f"write '{high}-{low}'",
                 )
-            items.append(f"{re.escape(low)}-{re.escape(high)}")
-        else:
-            items.append(re.escape(low))
+            # A class never matches '/': a range across it is split around it.
+            if low < "/" < high:
+                items.append(f"{_literal(low)}-{_literal('.')}{_literal('0')}-{_literal(high)}")
+            elif low == "/" or high == "/":
+                low, high = ("0", high) if low == "/" else (low, ".")
+                if low <= high:
+                    items.append(f"{_literal(low)}-{_literal(high)}")
+            else:
+                items.append(f"{_literal(low)}-{_literal(high)}")
+        elif low != "/":
+            items.append(_literal(low))
     body = "".join(items)
-    return (f"[^/{body}]" if negated else f"(?!/)[{body}]"), index
+    if negated:
+        return f"[^/{body}]", index
+    return (f"[{body}]" if body else "[^\\x00-\\x{10FFFF}]"), index
 
 
 def _class_char(segment: str, index: int) -> tuple[str, int]:
@@ -461,7 +545,7 @@ class Changed(Node):
 
     patterns: tuple[str, ...]
     column: int
-    regexes: tuple[re.Pattern[str], ...] = field(repr=False, compare=False)
+    regexes: tuple[TextPattern, ...] = field(repr=False, compare=False)
 
     def value(self, context: ExpressionContext) -> Value:
         """Match the changed files; true when they are unknown."""
@@ -505,7 +589,7 @@ class Matches(Node):
     subject: Node
     pattern: Node
     column: int
-    compiled: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+    compiled: TextPattern | None = field(default=None, repr=False, compare=False)
 
     def value(self, context: ExpressionContext) -> Value:
         """Full-match the subject's text against the regular expression."""
@@ -533,13 +617,11 @@ class Matches(Node):
 
 
 @functools.lru_cache(maxsize=256)
-def _dynamic_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _dynamic_regex(pattern: str) -> TextPattern:
+    return TextPattern(pattern)
 
 
-# Besides re.error, re.compile overflows on huge repeat counts and runs out of recursion on
-# deeply nested groups; all of them are the user's bad pattern.
-_REGEX_FAILURES = (re.error, OverflowError, RecursionError, ValueError)
+_REGEX_FAILURES = (RegexSyntaxError,)
 _LONGEST_SHOWN = 60
 
 
@@ -551,10 +633,6 @@ def _shown(text: str) -> str:
 
 
 def _regex_problem(error: Exception) -> str:
-    if isinstance(error, RecursionError):
-        return "its groups nest too deeply"
-    if isinstance(error, re.error):
-        return error.msg if error.pos is None else f"{error.msg} at position {error.pos}"
     return str(error)
 
 
@@ -973,7 +1051,7 @@ class _Parser:
                 hint="write changed('src/**')",
             )
         patterns: list[str] = []
-        regexes: list[re.Pattern[str]] = []
+        regexes: list[TextPattern] = []
         for argument in arguments:
             if not (isinstance(argument, Constant) and isinstance(argument.literal, str)):
                 raise ExpressionError(
@@ -994,7 +1072,7 @@ class _Parser:
             patterns.append(argument.literal)
         return Changed(tuple(patterns), name.column, tuple(regexes))
 
-    def _literal_regex(self, pattern: Node) -> re.Pattern[str] | None:
+    def _literal_regex(self, pattern: Node) -> TextPattern | None:
         if not isinstance(pattern, Constant):
             return None
         if not isinstance(pattern.literal, str):
@@ -1005,13 +1083,13 @@ class _Parser:
                 hint="write matches(tag, 'v[0-9]+')",
             )
         try:
-            return re.compile(pattern.literal)
+            return TextPattern(pattern.literal)
         except _REGEX_FAILURES as error:
             raise ExpressionError(
                 f"invalid regular expression {_shown(pattern.literal)}: {_regex_problem(error)}",
                 pattern.column,
                 self._source,
-                hint="see Python's re module for the syntax",
+                hint="the syntax is RE2's (as Python's re, without backreferences and lookaround)",
             ) from None
 
     def _options(self) -> tuple[Value, ...]:

@@ -33,7 +33,7 @@ from shipyard.ci.scheduler import (
 from shipyard.ci.workspace import RunWorkspace
 from shipyard.core.blobs import BlobStore
 from shipyard.core.config import LoadedConfig, load
-from shipyard.core.errors import ArgumentError, GitError, NotFoundError
+from shipyard.core.errors import ArgumentError, CheckFailed, GitError, NotFoundError
 from shipyard.core.git import Git
 from shipyard.core.repoconfig import config_location, load_committed
 from shipyard.core.secrets import Masker, SecretError, SecretValue, load_secrets
@@ -177,6 +177,20 @@ def prepare_run(cwd: Path, request: RunRequest, state: StateDir) -> PreparedRun:
     )
 
 
+class RunStopped(CheckFailed):
+    """A signal (Ctrl-C, SIGTERM) stopped the run: its jobs were stopped, it is recorded as
+    cancelled, and ``signal`` says which one (a command exits with 128 + its number)."""
+
+    def __init__(self, signal_number: int) -> None:
+        name = signal.Signals(signal_number).name
+        super().__init__(f"the run was cancelled by {name}")
+        self.signal = signal_number
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""The signals that cancel a run: its jobs are stopped and the run is recorded as cancelled."""
+
+
 async def execute(
     prepared: PreparedRun,
     *,
@@ -186,26 +200,85 @@ async def execute(
     observer: RunObserver | None = None,
     on_created: Callable[[runs.Run], None] | None = None,
 ) -> runs.Run:
-    """Record the run, check the commit out, run every job, clean up; return the result."""
+    """Record the run, check the commit out, run every job, clean up; return the result.
+
+    SIGINT and SIGTERM cancel the run at any point after it is recorded (and raise
+    :class:`RunStopped` once it is recorded as cancelled).
+    """
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def stop(number: int) -> None:
+        if main is not None and not received:
+            received.append(number)
+            main.cancel(f"cancelled by {signal.Signals(number).name}")
+
+    if main is not None:
+        for number in STOP_SIGNALS:
+            loop.add_signal_handler(number, stop, number)
     request = prepared.request
-    run = await asyncio.to_thread(
-        runs.create_run,
-        store,
-        project=prepared.pipeline.project,
-        commit=prepared.commit,
-        ref=request.ref,
-        branch=prepared.branch,
-        tag=prepared.tag,
-        event=request.event,
-        actor=actor,
-        workspace="worktree" if request.worktree else "isolated",
-        config_digest=prepared.loaded.digest,
-        jobs=prepared.pipeline.jobs,
-        driver_pid=os.getpid(),
-        rerun_of=request.rerun_of,
-    )
-    if on_created is not None:
-        on_created(run)
+    try:
+        # Not in a thread: a signal is handled once the run is recorded, never half-way.
+        run = runs.create_run(
+            store,
+            project=prepared.pipeline.project,
+            commit=prepared.commit,
+            ref=request.ref,
+            branch=prepared.branch,
+            tag=prepared.tag,
+            event=request.event,
+            actor=actor,
+            workspace="worktree" if request.worktree else "isolated",
+            config_digest=prepared.loaded.digest,
+            jobs=prepared.pipeline.jobs,
+            driver_pid=os.getpid(),
+            rerun_of=request.rerun_of,
+        )
+        if on_created is not None:
+            on_created(run)
+        workspace: RunWorkspace | None = None
+        try:
+            workspace = await _start_workspace(prepared, store, state, run, actor)
+            reuse, previous_keys = (
+                ({}, {})
+                if request.rerun_of is None
+                else await asyncio.to_thread(_reusable, store, request.rerun_of, prepared.pipeline)
+            )
+            scheduler = _scheduler(prepared, store, state, run, actor, workspace, observer)
+            scheduler.reuse, scheduler.previous_keys = reuse, previous_keys
+            return await scheduler.run()
+        except asyncio.CancelledError:
+            # Cancelled before the scheduler took over, the run is still to be recorded.
+            reason = f"cancelled by {signal.Signals(received[0]).name}" if received else None
+            await asyncio.shield(
+                asyncio.to_thread(
+                    runs.finish_run,
+                    store,
+                    run.id,
+                    "cancelled",
+                    actor=actor,
+                    message=reason or "interrupted",
+                )
+            )
+            if received:
+                raise RunStopped(received[0]) from None
+            raise
+        finally:
+            if workspace is not None and not request.keep_workspace:
+                await asyncio.shield(asyncio.to_thread(workspace.remove))
+            shutil.rmtree(state.root / "outputs" / f"run-{run.id}", ignore_errors=True)
+    finally:
+        if main is not None:
+            for number in STOP_SIGNALS:
+                loop.remove_signal_handler(number)
+
+
+async def _start_workspace(
+    prepared: PreparedRun, store: Store, state: StateDir, run: runs.Run, actor: str
+) -> RunWorkspace:
+    """Supersede older runs of a hook's branch, then check the commit out for the run."""
+    request = prepared.request
     if request.event == "hook" and prepared.pipeline.supersede and prepared.branch:
         await asyncio.to_thread(
             runs.supersede,
@@ -215,25 +288,31 @@ async def execute(
             newer=run.id,
             actor=actor,
         )
-    reuse, previous_keys = (
-        ({}, {})
-        if request.rerun_of is None
-        else await asyncio.to_thread(_reusable, store, request.rerun_of, prepared.pipeline)
-    )
-    blobs = BlobStore.for_state(state)
     if request.worktree:
-        workspace = RunWorkspace.in_place(prepared.toplevel)
-    else:
-        workspace = RunWorkspace.create(
-            prepared.git, state.workspaces / f"run-{run.id}", prepared.commit
-        )
+        return RunWorkspace.in_place(prepared.toplevel)
+    return await asyncio.to_thread(
+        RunWorkspace.create, prepared.git, state.workspaces / f"run-{run.id}", prepared.commit
+    )
+
+
+def _scheduler(
+    prepared: PreparedRun,
+    store: Store,
+    state: StateDir,
+    run: runs.Run,
+    actor: str,
+    workspace: RunWorkspace,
+    observer: RunObserver | None,
+) -> Scheduler:
+    request = prepared.request
+    blobs = BlobStore.for_state(state)
     secret_names = {name for job in prepared.pipeline.jobs for name in job.secrets}
     base_env = {
         k: v
         for k, v in os.environ.items()
         if k not in secret_names and not k.startswith("SHIPYARD_")
     }
-    scheduler = Scheduler(
+    return Scheduler(
         store=store,
         run_id=run.id,
         actor=actor,
@@ -249,26 +328,9 @@ async def execute(
         blobs=blobs,
         outputs_dir=state.root / "outputs" / f"run-{run.id}",
         cache=None if request.no_cache else _cache_context(prepared, store, state, blobs),
-        reuse=reuse,
-        previous_keys=previous_keys,
         version=request.version,
         observer=observer or SilentObserver(),
     )
-    main = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    stops = (signal.SIGINT, signal.SIGTERM)
-    if main is not None:
-        for number in stops:
-            loop.add_signal_handler(number, main.cancel)
-    try:
-        return await scheduler.run()
-    finally:
-        if main is not None:
-            for number in stops:
-                loop.remove_signal_handler(number)
-        if not request.keep_workspace:
-            await asyncio.shield(asyncio.to_thread(workspace.remove))
-        shutil.rmtree(state.root / "outputs" / f"run-{run.id}", ignore_errors=True)
 
 
 def _cache_context(

@@ -139,8 +139,10 @@ class Scheduler:
         running: dict[str, asyncio.Task[_JobResult]] = {}
         try:
             await self._drive(running)
-        except asyncio.CancelledError:
-            self._cancelled = self._cancelled or "interrupted"
+        except asyncio.CancelledError as cancel:
+            # A signal's cancel says which signal ("cancelled by SIGTERM").
+            said = cancel.args[0] if cancel.args and isinstance(cancel.args[0], str) else None
+            self._cancelled = self._cancelled or said or "interrupted"
             await asyncio.shield(self._cancel_all(running))
             await asyncio.shield(asyncio.to_thread(self._finish))
             raise

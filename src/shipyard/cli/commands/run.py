@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,7 @@ import typer
 
 from shipyard.ci import runs
 from shipyard.ci.logs import read_log
-from shipyard.ci.runner import PreparedRun, RunRequest, execute, prepare_run
+from shipyard.ci.runner import PreparedRun, RunRequest, RunStopped, execute, prepare_run
 from shipyard.cli.commands.runs import resolve_run_id
 from shipyard.cli.context import Context
 from shipyard.cli.live import RunView, format_seconds
@@ -119,7 +120,7 @@ def run(
             out.line(f"run #{run.id}: {title}, {len(prepared.pipeline.jobs)} jobs")
 
     view = RunView(out=out, pipeline=prepared.pipeline, title=title)
-    interrupted = False
+    stopped_by: int | None = None
     try:
         with view:
             asyncio.run(
@@ -132,14 +133,16 @@ def run(
                     on_created=announce,
                 )
             )
+    except RunStopped as stop:
+        stopped_by = stop.signal
     except (KeyboardInterrupt, asyncio.CancelledError):
-        interrupted = True
+        stopped_by = signal.SIGINT
     if not created:
-        raise typer.Exit(130 if interrupted else 1)
+        raise typer.Exit(128 + stopped_by if stopped_by else 1)
     final = runs.get_run(store, created[0].id)
     _report(out, store, final)
-    if interrupted:
-        raise typer.Exit(130)
+    if stopped_by:
+        raise typer.Exit(128 + stopped_by)
     if final.status != "passed":
         raise typer.Exit(1)
 
