@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -189,13 +189,18 @@ def test_recreate_replaces_the_version(site: Site) -> None:
     assert site.state("production")["warm_version"] is None
 
 
-def _wait(predicate: object, timeout: float = 60) -> None:
+def _wait(
+    predicate: Callable[[], bool], timeout: float = 60, seen: Callable[[], object] | None = None
+) -> None:
+    """Poll ``predicate`` until it holds; ``timeout`` is a bound for a hung run, not a measure."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return
         time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
+    raise AssertionError(
+        f"condition not reached in {timeout:g}s" + (f"; seen: {seen()}" if seen else "")
+    )
 
 
 def _deployments(site: Site) -> list[dict[str, object]]:
@@ -244,10 +249,12 @@ def _deploy_in_background(site: Site, env: str) -> subprocess.Popen[str]:
 
 
 def _started_0_2_0(site: Site) -> bool:
-    return any(
-        d["version"] == "0.2.0" and "started" in (d.get("progress") or {}).get("steps", [])
-        for d in _deployments(site)
-    )
+    for deployment in _deployments(site):
+        if deployment["version"] == "0.2.0":
+            # Held at the gate, it cannot end: if it did, say how at once.
+            assert deployment["status"] in ("pending", "progressing"), deployment
+            return "started" in (deployment.get("progress") or {}).get("steps", [])
+    return False
 
 
 def _kill_the_driver_of_0_2_0_once_started(site: Site, env: str) -> Path:
@@ -255,7 +262,7 @@ def _kill_the_driver_of_0_2_0_once_started(site: Site, env: str) -> Path:
     started the new instances (which wait at the gate); returns the gate, still closed."""
     gate = _release_gated_0_2_0(site)
     driver = _deploy_in_background(site, env)
-    _wait(lambda: _started_0_2_0(site))
+    _wait(lambda: _started_0_2_0(site), seen=lambda: _deployments(site))
     driver.send_signal(signal.SIGKILL)
     driver.communicate()
     return gate
@@ -411,7 +418,7 @@ def test_pause_then_abort_puts_the_old_version_back(site: Site) -> None:
     gate = _release_gated_0_2_0(site)
     driver = _deploy_in_background(site, "staging")
     # Closed, the gate keeps the driver before its health step: the pause lands in time.
-    _wait(lambda: _started_0_2_0(site))
+    _wait(lambda: _started_0_2_0(site), seen=lambda: _deployments(site))
     deployment = next(d for d in _deployments(site) if d["version"] == "0.2.0")
     assert site.cli("deployments", "pause", str(deployment["id"])).code == 0
     gate.touch()
@@ -419,14 +426,16 @@ def test_pause_then_abort_puts_the_old_version_back(site: Site) -> None:
     assert driver.returncode == 3, out + err  # stopped, waiting for a person
     assert next(d for d in _deployments(site) if d["id"] == deployment["id"])["status"] == "paused"
     assert versions_seen(url, 10) == Counter({"0.1.0": 10})
-    aborted = site.cli("deployments", "abort", str(deployment["id"]))
+    aborted = site.cli("deployments", "abort", str(deployment["id"]), "--json")
     assert aborted.code == 0, aborted.output
+    driver_log = Path(json.loads(aborted.stdout)["driver_log"])  # nobody drove it: one started
     _wait(
         lambda: (
             next(d for d in _deployments(site) if d["id"] == deployment["id"])["status"]
             == "rolled_back"
         ),
         timeout=90,
+        seen=lambda: (_deployments(site)[0], driver_log.read_text(errors="replace")[-2000:]),
     )
     assert versions_seen(url, 10) == Counter({"0.1.0": 10})
     audit = json.loads(
