@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from shipyard.cd.deployments import EnvironmentState
 from shipyard.cd.settings import DeploySettings
 from shipyard.cd.targets import InstanceRef, InstanceUnhealthy, Release, Target
+from shipyard.cd.traffic import TrafficRouter, Weights
 
 
 @dataclass
@@ -41,6 +42,11 @@ class StepContext:
         if step not in self.progress["steps"]:
             self.progress["steps"] = [*self.progress["steps"], step]
         self.save(self.progress)
+
+    @property
+    def router(self) -> TrafficRouter:
+        """The environment's traffic router, through the target."""
+        return self.target.router(self.settings)
 
     def did(self, step: str) -> bool:
         """Whether ``step`` was done already (by this driver or one before it)."""
@@ -101,26 +107,23 @@ class BlueGreen(Strategy):
         new = _new_instances(ctx)
         old_version, old = ctx.before.active_version, ctx.active_instances()
         ctx.checkpoint()
+        keeps_old = bool(old_version and old and old_version != ctx.release.version)
         if ctx.settings.preview and not ctx.did("previewed"):
-            weights = {ctx.release.version: (0, new)}
-            if old_version and old and old_version != ctx.release.version:
-                weights[old_version] = (100, old)
-            else:
-                weights = {ctx.release.version: (100, new)}
-            ctx.done("previewed", address=ctx.target.route(ctx.settings, weights))
+            weights = Weights.all_to(ctx.release.version, new)
+            if keeps_old and old_version:
+                weights = Weights.all_to(old_version, old).with_idle(ctx.release.version, new)
+            ctx.done("previewed", address=ctx.router.set_weights(weights))
             ctx.checkpoint()
         if not ctx.did("switched"):
-            weights = {ctx.release.version: (100, new)}
-            if old_version and old and old_version != ctx.release.version:
-                weights[old_version] = (0, old)
-            address = ctx.target.route(ctx.settings, weights)
-            ctx.done("switched", address=address)
+            weights = Weights.all_to(ctx.release.version, new)
+            if keeps_old:
+                weights = weights.with_idle(old_version, old)
+            ctx.done("switched", address=ctx.router.set_weights(weights))
         # A version warm before this deployment is older than the one now kept warm: stop it.
         if ctx.before.warm_version and not ctx.did("retired"):
             ctx.target.stop(ctx.warm_instances())
             ctx.done("retired")
         now = datetime.now(UTC)
-        keeps_old = bool(old_version and old and old_version != ctx.release.version)
         if old_version == ctx.release.version and old:
             ctx.target.stop(old)  # the same version deployed again: the new copies replace it
         return EnvironmentState(
@@ -145,7 +148,7 @@ class BlueGreen(Strategy):
         """Traffic back to the old version (if it was switched), new instances stopped."""
         old_version, old = ctx.before.active_version, ctx.active_instances()
         if (ctx.did("previewed") or ctx.did("switched")) and old_version and old:
-            ctx.target.route(ctx.settings, {old_version: (100, old)})
+            ctx.router.set_weights(Weights.all_to(old_version, old))
         ctx.target.stop(ctx.instances("new"))
 
 
@@ -164,7 +167,7 @@ class Recreate(Strategy):
             ctx.target.stop([*ctx.active_instances(), *ctx.warm_instances()])
             ctx.done("stopped_old")
         new = _new_instances(ctx)
-        address = ctx.target.route(ctx.settings, {ctx.release.version: (100, new)})
+        address = ctx.router.set_weights(Weights.all_to(ctx.release.version, new))
         ctx.done("switched", address=address)
         now = datetime.now(UTC)
         return EnvironmentState(
@@ -193,7 +196,7 @@ class Recreate(Strategy):
         root = ctx.target.prepare(release, ctx.previous_settings)
         back = ctx.target.start(release, ctx.previous_settings, root, f"d{ctx.deployment_id}r")
         ctx.target.wait_healthy(back, ctx.previous_settings)
-        ctx.target.route(ctx.previous_settings, {old_version: (100, back)})
+        ctx.target.router(ctx.previous_settings).set_weights(Weights.all_to(old_version, back))
         ctx.progress["restored"] = [i.as_json() for i in back]
         ctx.save(ctx.progress)
 
@@ -227,7 +230,7 @@ class WarmSwitch(Strategy):
         if not ctx.did("switched"):
             # Recorded before the router is asked: an undo after a crash here moves it back.
             ctx.done("switching")
-            ctx.done("switched", address=ctx.target.route(ctx.settings, _weights(ctx, True)))
+            ctx.done("switched", address=ctx.router.set_weights(_weights(ctx, True)))
         now = datetime.now(UTC)
         return EnvironmentState(
             project=ctx.settings.project,
@@ -248,18 +251,15 @@ class WarmSwitch(Strategy):
     def undo(self, ctx: StepContext) -> None:
         """Traffic back to the version that was active (if the router may have moved it)."""
         if ctx.did("switching") and ctx.before.active_version and ctx.active_instances():
-            ctx.target.route(ctx.settings, _weights(ctx, False))
+            ctx.router.set_weights(_weights(ctx, False))
 
 
-def _weights(ctx: StepContext, to_warm: bool) -> dict[str, tuple[int, list[InstanceRef]]]:
+def _weights(ctx: StepContext, to_warm: bool) -> Weights:
     """All traffic to the warm version (or back to the active one), the other kept reachable."""
-    warm_version, active_version = ctx.before.warm_version, ctx.before.active_version
-    weights: dict[str, tuple[int, list[InstanceRef]]] = {}
-    if warm_version:
-        weights[warm_version] = (100 if to_warm else 0, ctx.warm_instances())
-    if active_version and active_version != warm_version:
-        weights[active_version] = (0 if to_warm else 100, ctx.active_instances())
-    return weights
+    warm = (ctx.before.warm_version or "", ctx.warm_instances())
+    active = (ctx.before.active_version or "", ctx.active_instances())
+    chosen, idle = (warm, active) if to_warm else (active, warm)
+    return Weights.all_to(*chosen).with_idle(*idle)
 
 
 STRATEGIES: dict[str, type[Strategy]] = {

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from shipyard.cd.instances import InstanceRef
 from shipyard.cd.settings import DeploySettings
 from shipyard.cd.targets.fake import FakeTarget
-from shipyard.cd.targets.interface import (
-    InstanceRef,
-    InstanceUnhealthy,
-    Release,
-    Target,
-    TargetError,
-)
+from shipyard.cd.targets.interface import InstanceUnhealthy, Release, Target, TargetError
 from shipyard.cd.targets.local import LocalTarget
 from shipyard.core.errors import ConfigError
 from shipyard.core.state import StateDir

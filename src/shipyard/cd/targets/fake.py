@@ -14,14 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard.cd.instances import InstanceRef
+from shipyard.cd.router.stats import RouterStats
 from shipyard.cd.settings import DeploySettings
-from shipyard.cd.targets.interface import (
-    InstanceRef,
-    InstanceUnhealthy,
-    Release,
-    Target,
-    TargetError,
-)
+from shipyard.cd.targets.interface import InstanceUnhealthy, Release, Target
+from shipyard.cd.traffic.interface import TrafficRouter, Weights
 from shipyard.core.state import StateDir
 
 STEPS = ("prepare", "start", "wait_healthy", "alive", "stop", "route")
@@ -89,6 +86,7 @@ class FakeTarget(Target):
         self.routes: list[RouteChange] = []
         self.problems: list[str] = []
         self.unhealthy: set[str] = set()
+        self.statistics: dict[str, RouterStats] = {}
         self._actions: list[_Action] = []
         self._counts: dict[str, int] = dict.fromkeys(STEPS, 0)
         self._ports = itertools.count(20000)
@@ -203,25 +201,24 @@ class FakeTarget(Target):
                     del self.running[instance.name]
                     self.stopped.append(instance)
 
-    def route(
-        self, settings: DeploySettings, weights: Mapping[str, tuple[int, Sequence[InstanceRef]]]
-    ) -> str:
-        """Record the new table; weights must sum to 100, as a real router requires."""
-        with self._step("route", tuple(sorted(weights))):
-            total = sum(weight for weight, _ in weights.values())
-            if total != 100:
-                raise TargetError(f"the weights sum to {total}, not 100")
-            for version, (weight, refs) in weights.items():
-                down = [i.name for i in refs if self.running.get(i.name) != i]
-                if weight and down:
-                    self.problems.append(f"{version} gets {weight}% on stopped {down}")
-                if weight and not refs:
-                    self.problems.append(f"{version} gets {weight}% and has no instance")
+    def router(self, settings: DeploySettings) -> TrafficRouter:
+        """The environment's router: it records each table in ``routes`` (step ``route``)."""
+        return FakeRouter(self, settings)
+
+    def _route(self, settings: DeploySettings, weights: Weights) -> str:
+        """Record the new table; flag weight on instances that do not run."""
+        with self._step("route", tuple(weights)):
+            for version, backend in weights.items():
+                down = [i.name for i in backend.instances if self.running.get(i.name) != i]
+                if backend.weight and down:
+                    self.problems.append(f"{version} gets {backend.weight}% on stopped {down}")
+                if backend.weight and not backend.instances:
+                    self.problems.append(f"{version} gets {backend.weight}% and has no instance")
             self.routes.append(
                 RouteChange(
                     router=settings.router_key,
-                    weights={version: weight for version, (weight, _) in weights.items()},
-                    instances={v: tuple(i.name for i in refs) for v, (_, refs) in weights.items()},
+                    weights=weights.percentages(),
+                    instances={v: tuple(i.name for i in b.instances) for v, b in weights.items()},
                 )
             )
         return f"http://fake.{settings.router_key}"
@@ -233,6 +230,31 @@ class FakeTarget(Target):
             number = self._counts[step]
             due = [a for a in self._actions if a.step == step and a.call == number]
         return _Step(self._lock, [a for a in due if not a.after], [a for a in due if a.after])
+
+
+class FakeRouter(TrafficRouter):
+    """The router of one environment of a FakeTarget; statistics are what a test put there."""
+
+    def __init__(self, target: FakeTarget, settings: DeploySettings) -> None:
+        self.target = target
+        self.settings = settings
+
+    def set_weights(self, weights: Weights) -> str:
+        """Record the table with the target (where a test may make the step fail or crash)."""
+        return self.target._route(self.settings, weights)
+
+    def current_weights(self) -> dict[str, int]:
+        """The weights of the last table recorded for this environment."""
+        return self.target.weights(self.settings.router_key)
+
+    def statistics(self, *, reset: bool = False) -> RouterStats:
+        """What the test set in ``target.statistics`` for this environment (else nothing)."""
+        key = self.settings.router_key
+        with self.target._lock:
+            found = self.target.statistics.get(key) or RouterStats(taken_at=0.0, versions={})
+            if reset:
+                self.target.statistics.pop(key, None)
+        return found
 
 
 class _Step:

@@ -1,18 +1,20 @@
 """The target interface: where a release runs and how its traffic is steered.
 
-A strategy talks only to this interface; the local target (processes on this host behind
-Shipyard's router) is the one adapter today. Targets record nothing in the store.
+A strategy talks only to this interface and to the target's ``TrafficRouter``; the local
+target (processes on this host behind Shipyard's router) and a fake for tests are the adapters.
+Targets record nothing in the store.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from shipyard.cd.instances import InstanceRef
 from shipyard.cd.settings import DeploySettings
+from shipyard.cd.traffic.interface import TrafficRouter
 from shipyard.core.errors import CheckFailed, HostError
 from shipyard.core.secrets import Masker
 
@@ -23,25 +25,6 @@ class TargetError(HostError):
 
 class InstanceUnhealthy(CheckFailed):
     """New instances did not become healthy in time (or exited): the deployment fails."""
-
-
-@dataclass(frozen=True)
-class InstanceRef:
-    """One running instance of a version: its process name and where it listens."""
-
-    name: str
-    version: str
-    host: str
-    port: int
-
-    def as_json(self) -> dict[str, Any]:
-        """A JSON-ready form (kept in the deployment's progress and the environment's state)."""
-        return {"name": self.name, "version": self.version, "host": self.host, "port": self.port}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> InstanceRef:
-        """Read an instance written by ``as_json``."""
-        return cls(str(data["name"]), str(data["version"]), str(data["host"]), int(data["port"]))
 
 
 @dataclass(frozen=True)
@@ -79,10 +62,8 @@ class Target(ABC):
         """Stop instances with the service's stop signal and grace period."""
 
     @abstractmethod
-    def route(
-        self, settings: DeploySettings, weights: Mapping[str, tuple[int, Sequence[InstanceRef]]]
-    ) -> str:
-        """Send traffic by weight (summing to 100) to versions; returns the public address."""
+    def router(self, settings: DeploySettings) -> TrafficRouter:
+        """The traffic router of the environment (started first where the target runs one)."""
 
     def masker(self, names: Sequence[str]) -> Masker:
         """What hides the secrets it hands to instances (``names``) in their output; none here."""

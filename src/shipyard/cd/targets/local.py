@@ -24,19 +24,15 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from shipyard.cd.instances import InstanceRef
 from shipyard.cd.launch import Sealed
 from shipyard.cd.router.client import RouterClient
 from shipyard.cd.router.errors import RouterError
-from shipyard.cd.router.routes import Instance, RouteTable, Version
 from shipyard.cd.settings import DeploySettings
 from shipyard.cd.supervisor import ProgramSpec, Supervisor, SupervisorError
-from shipyard.cd.targets.interface import (
-    InstanceRef,
-    InstanceUnhealthy,
-    Release,
-    Target,
-    TargetError,
-)
+from shipyard.cd.targets.interface import InstanceUnhealthy, Release, Target, TargetError
+from shipyard.cd.traffic.builtin import BuiltinRouter
+from shipyard.cd.traffic.interface import TrafficRouter
 from shipyard.core.blobs import BlobStore
 from shipyard.core.secrets import Masker, load_secrets, masker_for, secrets_file
 from shipyard.core.state import StateDir
@@ -212,32 +208,11 @@ class LocalTarget(Target):
             except SupervisorError:
                 continue  # already gone: nothing to stop
 
-    def route(
-        self, settings: DeploySettings, weights: Mapping[str, tuple[int, Sequence[InstanceRef]]]
-    ) -> str:
-        """Make sure the router runs, then give it the new table atomically."""
-        client = self.router(settings)
-        table = RouteTable(
-            versions=tuple(
-                Version(
-                    name=version,
-                    weight=weight,
-                    instances=tuple(Instance(i.host, i.port) for i in refs),
-                )
-                for version, (weight, refs) in sorted(weights.items())
-            )
-        )
-        try:
-            client.set_routes(table)
-        except RouterError as error:
-            raise TargetError(
-                f"the router of {settings.environment} refused the routes: {error.message}",
-                hint=error.hint,
-            ) from error
-        health = client.health()
-        return f"http://{health.public_host}:{health.public_port}"
+    def router(self, settings: DeploySettings) -> TrafficRouter:
+        """The environment's router (started under the supervisor first if it is not running)."""
+        return BuiltinRouter(self.router_client(settings), settings.environment)
 
-    def router(self, settings: DeploySettings) -> RouterClient:
+    def router_client(self, settings: DeploySettings) -> RouterClient:
         """The client of the environment's router, started under the supervisor if needed."""
         name = name_part(f"router.{settings.router_key}")
         try:

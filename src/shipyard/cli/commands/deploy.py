@@ -185,11 +185,10 @@ def status(
         weights: dict[str, int] = {}
         healthy: dict[str, bool] = {}
         try:
-            routes = target.router(settings).routes() if state.active_version else None
+            if state.active_version:
+                weights = target.router(settings).current_weights()
         except ShipyardError:  # a router that is down is shown as such
-            routes = None
-        if routes is not None:
-            weights = {v.name: v.weight for v in routes.table.versions}
+            weights = {}
         for key in ("active", "warm"):
             refs = [InstanceRef.from_json(i) for i in state.instances.get(key, [])]
             if refs:
