@@ -1,0 +1,96 @@
+"""What every strategy shares: the step context over a deployment's progress, and the ABC.
+
+A strategy reads and writes the deployment's progress after every step, so a driver that
+takes over after a crash continues where the last one stopped. Between steps it calls the
+checkpoint, where a requested pause or abort takes effect. Strategies never touch the store.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from shipyard.cd.deployments import EnvironmentState
+from shipyard.cd.settings import DeploySettings
+from shipyard.cd.targets import InstanceRef, Release, Target
+from shipyard.cd.traffic import TrafficRouter
+
+
+@dataclass
+class StepContext:
+    """What a strategy works with: the deployment's settings, release, target and progress."""
+
+    deployment_id: int
+    settings: DeploySettings
+    release: Release
+    target: Target
+    before: EnvironmentState
+    progress: MutableMapping[str, Any]
+    save: Callable[[Mapping[str, Any]], None]
+    checkpoint: Callable[[], None]
+    previous_settings: DeploySettings | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def done(self, step: str, **values: Any) -> None:
+        """Record that ``step`` is done (with what it produced) before going on."""
+        self.progress.update(values)
+        self.progress.setdefault("steps", [])
+        if step not in self.progress["steps"]:
+            self.progress["steps"] = [*self.progress["steps"], step]
+        self.save(self.progress)
+
+    @property
+    def router(self) -> TrafficRouter:
+        """The environment's traffic router, through the target."""
+        return self.target.router(self.settings)
+
+    def did(self, step: str) -> bool:
+        """Whether ``step`` was done already (by this driver or one before it)."""
+        return step in self.progress.get("steps", [])
+
+    def instances(self, key: str) -> list[InstanceRef]:
+        """Instances recorded in the progress under ``key``."""
+        return [InstanceRef.from_json(item) for item in self.progress.get(key, [])]
+
+    def active_instances(self) -> list[InstanceRef]:
+        """The instances of the version the environment ran when the deployment began."""
+        return [InstanceRef.from_json(i) for i in self.before.instances.get("active", [])]
+
+    def warm_instances(self) -> list[InstanceRef]:
+        """The instances of the version kept warm when the deployment began."""
+        return [InstanceRef.from_json(i) for i in self.before.instances.get("warm", [])]
+
+
+class Strategy(ABC):
+    """How a new version replaces the running one."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def deploy(self, ctx: StepContext) -> EnvironmentState:
+        """Bring the new version in; return what the environment runs afterwards."""
+
+    @abstractmethod
+    def undo(self, ctx: StepContext) -> None:
+        """Put back what the environment ran before (after a failure or an abort)."""
+
+
+def new_instances(ctx: StepContext) -> list[InstanceRef]:
+    if not ctx.did("prepared"):
+        root = ctx.target.prepare(ctx.release, ctx.settings)
+        ctx.done("prepared", root=str(root))
+    ctx.checkpoint()
+    if not ctx.did("started"):
+        started = ctx.target.start(
+            ctx.release, ctx.settings, Path(ctx.progress["root"]), f"d{ctx.deployment_id}"
+        )
+        ctx.done("started", new=[i.as_json() for i in started])
+    ctx.checkpoint()
+    instances = ctx.instances("new")
+    if not ctx.did("healthy"):
+        ctx.target.wait_healthy(instances, ctx.settings)
+        ctx.done("healthy")
+    return instances
