@@ -47,6 +47,32 @@ def test_the_hook_runs_each_new_commit_in_the_background(project: Project) -> No
     assert not (project.path / ".git" / "hooks" / "post-commit").exists()
 
 
+@pytest.mark.parametrize(
+    "pipeline, reason",
+    [
+        ("jobs:\n  t: {run: echo, if: \"branch = 'main'\"}\n", "pipeline.jobs.t.if"),
+        ("jobs:\n  t: {run: echo, secrets: [NOT_SET_ANYWHERE]}\n", "NOT_SET_ANYWHERE"),
+    ],
+)
+def test_a_hook_run_that_cannot_start_is_recorded_as_failed_with_the_reason(
+    project: Project, pipeline: str, reason: str
+) -> None:
+    installed = run_cli("hook", "install", cwd=project.path)
+    assert installed.code == 0, installed.output
+    commit = project.commit(pipeline)
+    _wait(lambda: _runs(project) and _runs(project)[0].finished)
+    run = _runs(project)[0]
+    assert run.commit == commit
+    assert run.event == "hook"
+    assert run.branch == "main"
+    assert run.status == "failed"
+    assert reason in (run.message or "")
+    assert run.message is not None and run.message.startswith("could not start")
+    listed = json.loads(run_cli("runs", "list", "--json", cwd=project.path).stdout)
+    assert listed[0]["status"] == "failed"
+    assert reason in listed[0]["message"]
+
+
 def test_a_newer_commit_supersedes_the_older_run(project: Project, tmp_path: Path) -> None:
     gate = tmp_path / "open"
     pipeline = f"jobs:\n  wait: {{run: 'while [ ! -e {gate} ]; do sleep 0.1; done'}}\n"

@@ -278,3 +278,59 @@ def test_sigterm_stops_logs_follow(repo: Path, tmp_path: Path) -> None:
         runner.send_signal(signal.SIGTERM)
         runner.communicate(timeout=60)
     assert runner.returncode == 143
+
+
+def test_a_run_whose_driver_was_killed_is_failed_driver_lost(repo: Path, tmp_path: Path) -> None:
+    job, pidfile = _grandchild_job(tmp_path)
+    _commit(
+        repo, f"  jobs:\n    hang: {{run: 'bash {job}'}}\n    after: {{needs: [hang], run: echo}}\n"
+    )
+    driver = _start(repo, "run")
+    try:
+        _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+    finally:
+        driver.kill()
+        driver.communicate(timeout=60)
+    grandchild = int(pidfile.read_text())
+    listed = json.loads(run_cli("runs", "list", "--json", cwd=repo).stdout)
+    assert listed[0]["status"] == "failed", listed
+    assert "driver lost" in listed[0]["message"]
+    assert f"process {driver.pid}" in listed[0]["message"]
+    # What the dead driver's jobs left running is stopped, not left to run for ever.
+    _wait_for(lambda: _gone(grandchild), timeout=15)
+    shown = json.loads(run_cli("runs", "show", "last", "--json", cwd=repo).stdout)
+    jobs = {j["job"]: j for j in shown["jobs"]}
+    assert jobs["hang"]["status"] == "failed"
+    assert "driver lost" in jobs["hang"]["reason"]
+    assert jobs["after"]["status"] == "cancelled"
+    assert shown["jobs"][0]["attempts"][0]["status"] == "failed"
+    cancelled = run_cli("runs", "cancel", "last", cwd=repo)
+    assert cancelled.code == 0, cancelled.output
+    assert "cancel requested" not in cancelled.stdout
+    assert "failed" in cancelled.stdout
+    assert "driver lost" in cancelled.stdout
+    followed = run_cli("logs", "last", "--follow", cwd=repo, timeout=60)
+    assert followed.code == 0, followed.output
+    assert "waiting" in followed.stdout
+
+
+def test_logs_follow_ends_when_the_driver_dies_under_it(repo: Path, tmp_path: Path) -> None:
+    job, pidfile = _grandchild_job(tmp_path)
+    _commit(repo, f"  jobs:\n    hang: {{run: 'bash {job}'}}\n")
+    driver = _start(repo, "run")
+    try:
+        _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+        follower = _start(repo, "logs", "last", "--follow")
+        time.sleep(0.5)
+    finally:
+        driver.kill()
+        driver.communicate(timeout=60)
+    try:
+        out, err = follower.communicate(timeout=60)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0, out + err
+    assert "waiting" in out
+    assert "driver lost" in out + err
+    shown = json.loads(run_cli("runs", "show", "last", "--json", cwd=repo).stdout)
+    assert shown["status"] == "failed"

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from shipyard.ci import runs
 from shipyard.ci.cache import InputIndex, JobCache, load_or_create_key
+from shipyard.ci.drivers import run_marker
 from shipyard.ci.executors import EXECUTORS
 from shipyard.ci.expressions import ExpressionContext
 from shipyard.ci.model import PipelineSpec, build_pipeline
@@ -33,7 +34,13 @@ from shipyard.ci.scheduler import (
 from shipyard.ci.workspace import RunWorkspace
 from shipyard.core.blobs import BlobStore
 from shipyard.core.config import LoadedConfig, load
-from shipyard.core.errors import ArgumentError, CheckFailed, GitError, NotFoundError
+from shipyard.core.errors import (
+    ArgumentError,
+    CheckFailed,
+    GitError,
+    NotFoundError,
+    ShipyardError,
+)
 from shipyard.core.git import Git
 from shipyard.core.repoconfig import config_location, load_committed
 from shipyard.core.secrets import Masker, SecretError, SecretValue, load_secrets
@@ -177,6 +184,53 @@ def prepare_run(cwd: Path, request: RunRequest, state: StateDir) -> PreparedRun:
     )
 
 
+def record_unstartable(
+    store: Store, cwd: Path, request: RunRequest, *, actor: str, reason: str
+) -> runs.Run:
+    """Record a run that could not start as failed, with no jobs and ``reason`` as its message.
+
+    For runs nobody watches (a hook's): without a record, the commit would look untested.
+    """
+    git = Git(cwd)
+    commit = git.find_commit(request.ref)
+    run = runs.create_run(
+        store,
+        project=_project_name(git, cwd, commit, request),
+        commit=commit or request.ref[:64],
+        ref=request.ref,
+        branch=request.branch,
+        tag=None,
+        event=request.event,
+        actor=actor,
+        workspace="worktree" if request.worktree else "isolated",
+        config_digest="",
+        jobs=(),
+        driver_pid=None,
+    )
+    return runs.finish_run(
+        store, run.id, "failed", actor=actor, message=f"could not start: {reason}"
+    )
+
+
+def _project_name(git: Git, cwd: Path, commit: str | None, request: RunRequest) -> str:
+    """The project of the configuration the run would have used, or else the repository's
+    folder name (the configuration may be what could not be read)."""
+    try:
+        bare = git.is_bare()
+        toplevel = git.common_dir() if bare else git.toplevel()
+        relative, path = config_location(
+            cwd, request.config_file, toplevel=None if bare else toplevel
+        )
+        if commit is not None and (path is None or not request.worktree):
+            return _load_from_commit(git, commit, relative).model.project
+        if path is not None:
+            return load(path).model.project
+    except ShipyardError:
+        pass
+    name = (git.common_dir().parent if git.is_bare() else git.toplevel()).name
+    return (name or "unknown")[:64]
+
+
 class RunStopped(CheckFailed):
     """A signal (Ctrl-C, SIGTERM) stopped the run: its jobs were stopped, it is recorded as
     cancelled, and ``signal`` says which one (a command exits with 128 + its number)."""
@@ -312,6 +366,9 @@ def _scheduler(
         for k, v in os.environ.items()
         if k not in secret_names and not k.startswith("SHIPYARD_")
     }
+    # Every process of the run's jobs carries it: if this driver dies, they can be found.
+    marker = run_marker(run)
+    base_env[marker[0]] = marker[1]
     return Scheduler(
         store=store,
         run_id=run.id,

@@ -49,6 +49,7 @@ class Run:
     message: str | None
     rerun_of: int | None = None
     superseded_by: int | None = None
+    driver_pid: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -83,6 +84,7 @@ class Run:
             "message": self.message,
             "rerun_of": self.rerun_of,
             "superseded_by": self.superseded_by,
+            "driver_pid": self.driver_pid,
         }
 
 
@@ -497,6 +499,54 @@ def finish_run(
         return _get_run(conn, run_id)
 
 
+def unfinished_runs(store: Store) -> list[Run]:
+    """Runs still queued or running, oldest first."""
+    query = select(runs).where(runs.c.status.in_(["queued", "running"])).order_by(runs.c.id)
+    with store.read() as conn:
+        return [_to_run(row) for row in conn.execute(query)]
+
+
+def driver_lost(store: Store, run_id: int, *, actor: str, message: str) -> Run | None:
+    """Record that the process driving a run is gone: the run and the jobs it was running
+    failed, the jobs it had not started are cancelled. None if the run had finished already."""
+    with store.write() as conn:
+        current = _get_run(conn, run_id)
+        if current.finished:
+            return None
+        now = datetime.now(UTC)
+        conn.execute(
+            update(job_attempts)
+            .where(job_attempts.c.run_id == run_id, job_attempts.c.status == "running")
+            .values(
+                status="failed",
+                failure_kind="infrastructure",
+                message=message,
+                finished_at=now,
+            )
+        )
+        conn.execute(
+            update(run_jobs)
+            .where(run_jobs.c.run_id == run_id, run_jobs.c.status == "running")
+            .values(status="failed", finished_at=now, reason=message)
+        )
+        conn.execute(
+            update(run_jobs)
+            .where(run_jobs.c.run_id == run_id, run_jobs.c.status == "queued")
+            .values(status="cancelled", finished_at=now, reason=message)
+        )
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(status="failed", finished_at=now, message=message)
+        )
+        details = {"status": "failed", "commit": current.commit, "message": message}
+        audit.append(
+            conn, actor=actor, action="run.driver_lost", subject=f"run:{run_id}", details=details
+        )
+        outbox.append(conn, "run.finished", f"run:{run_id}", details)
+        return _get_run(conn, run_id)
+
+
 def request_cancel(store: Store, run_id: int, *, actor: str) -> Run:
     """Ask the process driving a run to cancel it (it polls for this)."""
     with store.write() as conn:
@@ -606,6 +656,7 @@ def _to_run(row: Any) -> Run:
         message=row.message,
         rerun_of=row.rerun_of,
         superseded_by=row.superseded_by,
+        driver_pid=row.driver_pid,
     )
 
 

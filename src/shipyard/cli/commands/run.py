@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -12,13 +13,20 @@ import typer
 
 from shipyard.ci import runs
 from shipyard.ci.logs import read_log
-from shipyard.ci.runner import PreparedRun, RunRequest, RunStopped, execute, prepare_run
+from shipyard.ci.runner import (
+    PreparedRun,
+    RunRequest,
+    RunStopped,
+    execute,
+    prepare_run,
+    record_unstartable,
+)
 from shipyard.cli.commands.runs import resolve_run_id
 from shipyard.cli.context import Context
 from shipyard.cli.live import RunView, format_seconds
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
-from shipyard.core.errors import ArgumentError, UserError
+from shipyard.core.errors import ArgumentError, ShipyardError, UserError
 from shipyard.core.store import Store
 from shipyard.release import planning
 
@@ -100,7 +108,16 @@ def run(
     )
     if jobs:
         request = replace(request, concurrency=jobs)
-    prepared = prepare_run(Path.cwd(), request, ctx.state)
+    try:
+        prepared = prepare_run(Path.cwd(), request, ctx.state)
+    except ShipyardError as error:
+        if event == "hook":
+            # Nobody watches a hook's run: the reason it could not start goes on record.
+            with contextlib.suppress(ShipyardError):
+                record_unstartable(
+                    ctx.store, Path.cwd(), request, actor=ctx.actor, reason=error.message
+                )
+        raise
     if earlier is not None:
         prepared = replace(prepared, branch=earlier.branch, tag=earlier.tag)
     prepared = replace(prepared, request=replace(prepared.request, version=_version(prepared, out)))

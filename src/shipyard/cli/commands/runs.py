@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from shipyard.ci import runs
+from shipyard.ci import drivers, runs
 from shipyard.ci.logs import LogLine, follow_log, read_log
 from shipyard.cli.context import Context
 from shipyard.cli.live import format_seconds
@@ -41,7 +41,7 @@ def list_runs(
 ) -> None:
     """List recent runs, newest first."""
     out = Output(json_mode=json_)
-    found = runs.list_runs(Context().store, limit=limit)
+    found = runs.list_runs(_reconciled(Context()), limit=limit)
     if json_:
         out.json([run.as_json() for run in found])
         return
@@ -70,7 +70,7 @@ def list_runs(
 def show(run_ref: RunArgument, json_: JsonOption = False) -> None:
     """Show one run: its jobs, their attempts and why anything failed."""
     out = Output(json_mode=json_)
-    store = Context().store
+    store = _reconciled(Context())
     run = runs.get_run(store, resolve_run_id(store, run_ref))
     jobs = runs.jobs_of(store, run.id)
     attempts = runs.attempts_of(store, run.id)
@@ -146,11 +146,13 @@ def cancel(run_ref: RunArgument, json_: JsonOption = False) -> None:
     """Ask the process driving a run to cancel it; it stops every job's processes."""
     out = Output(json_mode=json_)
     ctx = Context()
-    run = runs.request_cancel(ctx.store, resolve_run_id(ctx.store, run_ref), actor=ctx.actor)
+    store = _reconciled(ctx)
+    run = runs.request_cancel(store, resolve_run_id(store, run_ref), actor=ctx.actor)
     if json_:
         out.json(run.as_json())
     elif run.finished:
-        out.line(f"run #{run.id} already {run.status}")
+        why = f": {run.message}" if run.message else ""
+        out.line(f"run #{run.id} already {run.status}{why}")
     else:
         out.success(f"cancel requested for run #{run.id}; its driver stops it within a second")
 
@@ -169,12 +171,13 @@ def logs(
 ) -> None:
     """Print the logs of a run (or one job), or follow a run in progress."""
     out = Output(json_mode=json_)
-    store = Context().store
+    ctx = Context()
+    store = _reconciled(ctx)
     run = runs.get_run(store, resolve_run_id(store, run_ref))
     job_ids = _job_ids(store, run.id, job)
     several = len(job_ids) > 1
     if follow:
-        _follow(out, store, run.id, job_ids, several)
+        _follow(out, ctx, run.id, job_ids, several)
         return
     printed: list[dict[str, str]] = []
     for job_id in job_ids:
@@ -198,12 +201,28 @@ def _job_ids(store: Store, run_id: int, job: str | None) -> list[str]:
     return chosen
 
 
-def _follow(out: Output, store: Store, run_id: int, job_ids: list[str], several: bool) -> None:
-    """Print each job's attempts as they are written, in the order the jobs start."""
+def _reconciled(ctx: Context) -> Store:
+    """The store, once every run whose driver is gone is recorded as failed (driver lost)."""
+    drivers.reconcile(ctx.store, actor=ctx.actor)
+    return ctx.store
+
+
+def _follow(out: Output, ctx: Context, run_id: int, job_ids: list[str], several: bool) -> None:
+    """Print each job's attempts as they are written, in the order the jobs start, until the
+    run ends (or its driver is found gone)."""
+    store = ctx.store
     printed: list[dict[str, str]] = []
     done: set[tuple[str, int]] = set()
+
+    def run_now() -> runs.Run:
+        current = runs.get_run(store, run_id)
+        if current.finished or drivers.driver_alive(current):
+            return current
+        drivers.reconcile(store, actor=ctx.actor)
+        return runs.get_run(store, run_id)
+
     while True:
-        run = runs.get_run(store, run_id)
+        run = run_now()
         started = [
             a
             for a in runs.attempts_of(store, run_id)
@@ -218,11 +237,15 @@ def _follow(out: Output, store: Store, run_id: int, job_ids: list[str], several:
 
         def finished(key: tuple[str, int] = (current.job_id, current.attempt)) -> bool:
             attempt = [a for a in runs.attempts_of(store, run_id, key[0]) if a.attempt == key[1]]
-            return bool(attempt) and attempt[0].finished_at is not None
+            if attempt and attempt[0].finished_at is not None:
+                return True
+            return run_now().finished
 
         for line in follow_log(Path(current.log_path), finished=finished):
             _print(out, line, current.job_id if several else None, printed)
         done.add((current.job_id, current.attempt))
+    if drivers.was_lost(run):
+        out.warn(f"run #{run_id} {run.status}: {run.message}")
     if out.json_mode:
         out.json(printed)
 
