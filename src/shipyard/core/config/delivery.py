@@ -106,15 +106,36 @@ class Recreate(StrictModel):
     """Stop the old version, then start the new one (a short outage)."""
 
 
+class Rolling(StrictModel):
+    """Replace instances one batch at a time behind the router, each healthy before the next."""
+
+    max_surge: int = Field(default=1, ge=0, le=32)
+    max_unavailable: int = Field(default=0, ge=0, le=32)
+
+    @model_validator(mode="after")
+    def _makes_progress(self) -> Rolling:
+        if self.max_surge == 0 and self.max_unavailable == 0:
+            raise config_value_error(
+                "max_surge and max_unavailable cannot both be 0: no instance could be replaced",
+                hint="write max_surge: 1 (start one new instance before stopping an old one)",
+            )
+        return self
+
+
+STRATEGY_NAMES = ("recreate", "blue_green", "rolling")
+"""The strategies ``environments.<env>.strategy`` may choose, in the order the docs list them."""
+
+
 class Strategy(StrictModel):
-    """Exactly one strategy; more (rolling, canary) plug in beside these."""
+    """Exactly one strategy, and that strategy's own options."""
 
     recreate: Recreate | None = None
     blue_green: BlueGreen | None = None
+    rolling: Rolling | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Strategy:
-        chosen = [name for name in ("recreate", "blue_green") if getattr(self, name) is not None]
+        chosen = [name for name in STRATEGY_NAMES if getattr(self, name) is not None]
         if len(chosen) != 1:
             raise config_value_error(
                 "choose exactly one strategy" if chosen else "no strategy is chosen",
@@ -125,7 +146,14 @@ class Strategy(StrictModel):
     @property
     def name(self) -> str:
         """The chosen strategy's name."""
-        return "recreate" if self.recreate is not None else "blue_green"
+        return next(name for name in STRATEGY_NAMES if getattr(self, name) is not None)
+
+    @property
+    def options(self) -> StrictModel:
+        """The chosen strategy's options."""
+        chosen = getattr(self, self.name)
+        assert isinstance(chosen, StrictModel)
+        return chosen
 
 
 class Router(StrictModel):
