@@ -163,6 +163,13 @@ class Router(StrictModel):
     host: str = "127.0.0.1"
 
 
+class PromoteFrom(StrictModel):
+    """Where a release must have run healthy, and for how long, before it may come here."""
+
+    env: EnvironmentName
+    soak: Duration = timedelta(0)
+
+
 class Environment(StrictModel):
     """One environment: where it runs, how it is deployed, its own settings and secrets."""
 
@@ -173,6 +180,7 @@ class Environment(StrictModel):
     secrets: list[EnvName] = Field(default_factory=list)
     router: Router = Field(default_factory=Router)
     on_busy: Literal["queue", "supersede", "refuse"] = "queue"
+    promote_from: PromoteFrom | None = None
 
 
 Environments = dict[EnvironmentName, Environment]
@@ -199,3 +207,40 @@ def check_environments(environments: Environments, service: Service | None) -> N
                 at=("environments", name, "router", "port"),
             )
         taken[port] = name
+    _check_promotion(environments)
+
+
+def _check_promotion(environments: Environments) -> None:
+    """``promote_from`` names another environment of the file, and never leads in a circle."""
+    for name, environment in environments.items():
+        rule = environment.promote_from
+        if rule is None:
+            continue
+        at = ("environments", name, "promote_from", "env")
+        if rule.env == name:
+            raise config_value_error(
+                f"{name!r} cannot be promoted from itself",
+                hint="name the environment a release runs in before this one",
+                at=at,
+            )
+        if rule.env not in environments:
+            others = [other for other in environments if other != name]
+            raise config_value_error(
+                f"{rule.env!r} is not an environment of this file",
+                hint=did_you_mean(rule.env, others)
+                or f"the environments are: {', '.join(others) or 'none other'}",
+                at=at,
+            )
+    for name in environments:
+        path = [name]
+        rule = environments[name].promote_from
+        while rule is not None:
+            if rule.env in path:
+                circle = " -> ".join([*path[path.index(rule.env) :], rule.env])
+                raise config_value_error(
+                    f"promote_from goes round in a circle: {circle}",
+                    hint="a release must start somewhere: drop promote_from from one of them",
+                    at=("environments", path[-1], "promote_from", "env"),
+                )
+            path.append(rule.env)
+            rule = environments[rule.env].promote_from
