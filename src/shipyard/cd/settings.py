@@ -40,6 +40,10 @@ class DeploySettings:
     router_port: int | None = None
     on_busy: str = "queue"
     project_dir: str = ""
+    promote_from: str | None = None
+    """The environment a release must have run healthy in first (``promote_from.env``)."""
+    soak_s: float = 0.0
+    """How long it must have run healthy there (``promote_from.soak``)."""
 
     def as_json(self) -> dict[str, Any]:
         """The JSON stored with the deployment."""
@@ -101,4 +105,6 @@ def settings_for(
         router_port=env.router.port,
         on_busy=env.on_busy,
         project_dir=project_dir,
+        promote_from=env.promote_from.env if env.promote_from else None,
+        soak_s=env.promote_from.soak.total_seconds() if env.promote_from else 0.0,
     )
