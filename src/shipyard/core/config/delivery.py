@@ -11,11 +11,18 @@ import signal
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
 from shipyard.core.config.pipeline import EnvName, Scalar
 from shipyard.core.config.problems import config_value_error, did_you_mean
-from shipyard.core.config.types import Duration, StrictModel
+from shipyard.core.config.types import Duration, StrictModel, format_duration, parse_duration
 
 _ENV_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
@@ -122,7 +129,86 @@ class Rolling(StrictModel):
         return self
 
 
-STRATEGY_NAMES = ("recreate", "blue_green", "rolling")
+class PauseForPerson(StrictModel):
+    """``pause: {}``: the deployment pauses until a person resumes it."""
+
+
+def _parse_pause(value: object) -> object:
+    if value is None or isinstance(value, PauseForPerson | timedelta):
+        return value
+    if isinstance(value, dict):
+        if value:
+            raise config_value_error(
+                "pause: {} takes no keys",
+                hint="write pause: {} to wait for 'shipyard deployments resume', "
+                "or a duration such as 30s",
+            )
+        return PauseForPerson()
+    return parse_duration(value)
+
+
+def _format_pause(value: timedelta | PauseForPerson) -> str | dict[str, object]:
+    return {} if isinstance(value, PauseForPerson) else format_duration(value)
+
+
+Pause = Annotated[
+    timedelta | PauseForPerson,
+    BeforeValidator(_parse_pause),
+    PlainSerializer(_format_pause, when_used="json"),
+]
+"""A step's pause: a duration (``30s``), or ``{}`` to wait for a person."""
+
+
+class CanaryStep(StrictModel):
+    """One step of a canary: a share of the traffic for the new version, then a pause."""
+
+    weight: int | None = Field(default=None, ge=1, le=100)
+    pause: Pause | None = None
+
+
+class Canary(StrictModel):
+    """The new version beside the stable one, its share of the traffic raised step by step.
+
+    A step without a weight keeps the share of the step before; a last step below 100 is
+    followed by an implied ``{weight: 100}``.
+    """
+
+    steps: list[CanaryStep] = Field(min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _steps_make_sense(self) -> Canary:
+        highest = 0
+        for index, step in enumerate(self.steps):
+            if step.weight is None and step.pause is None:
+                raise config_value_error(
+                    "a step needs a weight, a pause or both",
+                    hint="write {weight: 10, pause: 30s}, {pause: {}} or {weight: 100}",
+                    at=("steps", index),
+                )
+            if step.weight is not None and step.weight < highest:
+                raise config_value_error(
+                    f"weight {step.weight} is below {highest}, the weight of an earlier step",
+                    hint="a canary only gains traffic: give the steps non-decreasing weights "
+                    "(abort the deployment to send everything back)",
+                    at=("steps", index, "weight"),
+                )
+            highest = step.weight if step.weight is not None else highest
+        return self
+
+    @property
+    def plan(self) -> list[tuple[int, timedelta | PauseForPerson | None]]:
+        """The steps as run, each as (weight, pause), ending at 100 (added if not written)."""
+        planned: list[tuple[int, timedelta | PauseForPerson | None]] = []
+        weight = 0
+        for step in self.steps:
+            weight = step.weight if step.weight is not None else weight
+            planned.append((weight, step.pause))
+        if weight < 100:
+            planned.append((100, None))
+        return planned
+
+
+STRATEGY_NAMES = ("recreate", "blue_green", "rolling", "canary")
 """The strategies ``environments.<env>.strategy`` may choose, in the order the docs list them."""
 
 
@@ -132,6 +218,7 @@ class Strategy(StrictModel):
     recreate: Recreate | None = None
     blue_green: BlueGreen | None = None
     rolling: Rolling | None = None
+    canary: Canary | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Strategy:
@@ -139,7 +226,8 @@ class Strategy(StrictModel):
         if len(chosen) != 1:
             raise config_value_error(
                 "choose exactly one strategy" if chosen else "no strategy is chosen",
-                hint="write strategy: {blue_green: {}} or strategy: {recreate: {}}",
+                hint="write one of strategy: {blue_green: {}}, {recreate: {}}, {rolling: {}} "
+                "or {canary: {steps: [...]}}",
             )
         return self
 
