@@ -35,7 +35,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 """The newest migration; a test keeps it equal to the head of ``migrations/versions``."""
 
 metadata = MetaData(naming_convention=NAMING)
@@ -126,6 +126,7 @@ runs = Table(
     Column("finished_at", UTCDateTime(), nullable=True),
     Column("cancel_requested_at", UTCDateTime(), nullable=True),
     Column("driver_pid", Integer, nullable=True),
+    Column("driver_host", String(255), nullable=True),
     Column("message", Text, nullable=True),
     Column("rerun_of", BigInteger, nullable=True),
     Column("superseded_by", BigInteger, nullable=True),
