@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from shipyard.cd import deployments
+from shipyard.cd import deployments, promotion
 from shipyard.cd.deployments import Deployment, EnvironmentState
 from shipyard.cd.settings import DeploySettings
 from shipyard.cd.targets import InstanceRef, Target
+from shipyard.core import audit
 from shipyard.core.blobs import BlobStore
-from shipyard.core.errors import CheckFailed, NotFoundError, UserError
+from shipyard.core.errors import ArgumentError, CheckFailed, NotFoundError, UserError
 from shipyard.core.state import StateDir
 from shipyard.core.store import Store
 from shipyard.release import publish, records
@@ -35,9 +36,28 @@ def request_deploy(
     *,
     actor: str,
     kind: str = "deploy",
+    forced: str | None = None,
 ) -> Deployment:
-    """Record a pending deployment of ``version`` after checking it is a sound release."""
+    """Record a pending deployment of ``version`` after checking it is a sound release.
+
+    An environment with ``promote_from`` takes it only once it has soaked there, unless
+    ``forced`` gives the reason for going ahead anyway (audited); a rollback to a version
+    that ran here before needs no soak.
+    """
+    if forced is not None and not forced.strip():
+        raise ArgumentError(
+            "a forced promotion needs a reason", hint="say why: --reason 'hotfix for INC-42'"
+        )
     record = _verified_release(store, state, settings.project, version, actor=actor)
+    soak = None
+    if (
+        kind != "rollback"
+        or settings_of_version(store, settings.project, settings.environment, version) is None
+    ):
+        soak = promotion.soak_for(store, settings, version)
+    override = soak is not None and not soak.ready
+    if soak is not None and override and forced is None:
+        raise promotion.refusal(soak)
     current = deployments.environment(store, settings.project, settings.environment)
     previous: dict[str, object] | None = None
     previous_bundle: str | None = None
@@ -49,7 +69,7 @@ def request_deploy(
             ).bundle
         except NotFoundError:
             previous_bundle = None
-    return deployments.create(
+    created = deployments.create(
         store,
         project=settings.project,
         environment=settings.environment,
@@ -62,10 +82,26 @@ def request_deploy(
             "bundle": record.bundle,
             "previous": previous,
             "previous_bundle": previous_bundle,
+            "promotion": {
+                **soak.as_json(),
+                "forced": forced if override else None,
+            }
+            if soak is not None
+            else None,
         },
         actor=actor,
         on_busy=settings.on_busy,
     )
+    if soak is not None and override:
+        with store.write() as conn:
+            audit.append(
+                conn,
+                actor=actor,
+                action="deployment.promotion_forced",
+                subject=created.subject,
+                details={**soak.as_json(), "reason": forced},
+            )
+    return created
 
 
 def settings_of_version(
