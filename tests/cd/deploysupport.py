@@ -28,8 +28,9 @@ def settings(
         "environment": environment,
         "target": "local",
         "strategy": strategy,
-        "rollback_window_s": 600.0,
-        "preview": False,
+        "strategy_options": {"rollback_window": "10m", "preview": False}
+        if strategy == "blue_green"
+        else {},
         "setup": None,
         "command": "python3 -m app --port {port}",
         "health_path": "/healthz",

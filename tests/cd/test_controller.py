@@ -49,8 +49,9 @@ def make_settings(environment: str, strategy: str, **changes: Any) -> DeploySett
         "environment": environment,
         "target": "fake",
         "strategy": strategy,
-        "rollback_window_s": 600.0,
-        "preview": strategy == "blue_green",
+        "strategy_options": {"rollback_window": "10m", "preview": True}
+        if strategy == "blue_green"
+        else {},
         "setup": None,
         "command": "python3 -m app --port {port}",
         "health_path": "/healthz",

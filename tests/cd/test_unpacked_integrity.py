@@ -154,8 +154,6 @@ def target_and_release(repo: Path) -> tuple[LocalTarget, Release, DeploySettings
         environment="production",
         target="local",
         strategy="recreate",
-        rollback_window_s=0,
-        preview=False,
         setup="mkdir -p .venv && echo made-by-setup > .venv/marker",
         command="python3 app.py",
         health_path="/",

@@ -209,8 +209,6 @@ def test_a_deploy_request_finishes_a_half_published_release_first(
         environment="staging",
         target="local",
         strategy="recreate",
-        rollback_window_s=0,
-        preview=False,
         setup=None,
         command="python3 -m app --port {port}",
         health_path="/healthz",

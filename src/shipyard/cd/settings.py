@@ -24,8 +24,6 @@ class DeploySettings:
     environment: str
     target: str
     strategy: str
-    rollback_window_s: float
-    preview: bool
     setup: str | None
     command: str
     health_path: str
@@ -44,19 +42,33 @@ class DeploySettings:
     """The environment a release must have run healthy in first (``promote_from.env``)."""
     soak_s: float = 0.0
     """How long it must have run healthy there (``promote_from.soak``)."""
+    strategy_options: Mapping[str, Any] = field(default_factory=dict)
+    """The chosen strategy's options as written in JSON; the strategy parses them itself."""
 
     def as_json(self) -> dict[str, Any]:
         """The JSON stored with the deployment."""
         data = asdict(self)
         data["env"] = dict(self.env)
         data["secrets"] = list(self.secrets)
+        data["strategy_options"] = dict(self.strategy_options)
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DeploySettings:
-        """Read settings stored by ``as_json``."""
+        """Read settings stored by ``as_json``, or in the flat shape of earlier versions."""
         values = dict(data)
         values["secrets"] = tuple(values.get("secrets", ()))
+        # Before each strategy owned its options, blue-green's were flattened in here.
+        window = values.pop("rollback_window_s", None)
+        preview = values.pop("preview", None)
+        if "strategy_options" not in values:
+            options: dict[str, Any] = {}
+            if values.get("strategy") == "blue_green":
+                if window is not None:
+                    options["rollback_window"] = f"{round(float(window) * 1000)}ms"
+                if preview is not None:
+                    options["preview"] = bool(preview)
+            values["strategy_options"] = options
         return cls(**values)
 
     @property
@@ -81,7 +93,6 @@ def settings_for(
             hint="add service: {command: python -m app --port {port}}",
         )
     service, env = config.service, config.environments[environment]
-    blue_green = env.strategy.blue_green
     variables = {key: str(value) for key, value in service.env.items()}
     variables.update({key: str(value) for key, value in env.env.items()})
     return DeploySettings(
@@ -89,8 +100,6 @@ def settings_for(
         environment=environment,
         target=env.target,
         strategy=env.strategy.name,
-        rollback_window_s=blue_green.rollback_window.total_seconds() if blue_green else 0.0,
-        preview=blue_green.preview if blue_green else False,
         setup=service.setup,
         command=service.command,
         health_path=service.health.http,
@@ -107,4 +116,5 @@ def settings_for(
         project_dir=project_dir,
         promote_from=env.promote_from.env if env.promote_from else None,
         soak_s=env.promote_from.soak.total_seconds() if env.promote_from else 0.0,
+        strategy_options=env.strategy.options.model_dump(mode="json", exclude_none=True),
     )

@@ -11,12 +11,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from shipyard.cd.deployments import EnvironmentState
 from shipyard.cd.settings import DeploySettings
 from shipyard.cd.targets import InstanceRef, Release, Target
 from shipyard.cd.traffic import TrafficRouter
+from shipyard.core.errors import ConfigError
+
+Options = TypeVar("Options", bound=BaseModel)
+
+
+class StrategyOptionsInvalid(ConfigError):
+    """The options a deployment recorded for its strategy do not parse."""
 
 
 @dataclass
@@ -68,6 +77,20 @@ class Strategy(ABC):
     """How a new version replaces the running one."""
 
     name: ClassVar[str]
+
+    @classmethod
+    def parse_options(cls, settings: DeploySettings, model: type[Options]) -> Options:
+        """The strategy's own options, read from what the deployment recorded."""
+        try:
+            return model.model_validate(dict(settings.strategy_options))
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "options"
+            raise StrategyOptionsInvalid(
+                f"the {cls.name} options recorded with the deployment are not valid: "
+                f"{where}: {first['msg']}",
+                hint="deploy again with the strategy's options fixed in shipyard.yaml",
+            ) from None
 
     @abstractmethod
     def deploy(self, ctx: StepContext) -> EnvironmentState:

@@ -3,11 +3,13 @@ traffic at once; the old version stays warm for the rollback window."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from shipyard.cd.deployments import EnvironmentState
+from shipyard.cd.settings import DeploySettings
 from shipyard.cd.strategies.base import StepContext, Strategy, new_instances
 from shipyard.cd.traffic import Weights
+from shipyard.core.config.delivery import BlueGreen as BlueGreenOptions
 
 
 class BlueGreen(Strategy):
@@ -15,13 +17,19 @@ class BlueGreen(Strategy):
 
     name = "blue_green"
 
+    @classmethod
+    def options(cls, settings: DeploySettings) -> BlueGreenOptions:
+        """The rollback window and preview the deployment was made with."""
+        return cls.parse_options(settings, BlueGreenOptions)
+
     def deploy(self, ctx: StepContext) -> EnvironmentState:
         """Start, check, preview, switch; keep the old version warm for the window."""
+        options = self.options(ctx.settings)
         new = new_instances(ctx)
         old_version, old = ctx.before.active_version, ctx.active_instances()
         ctx.checkpoint()
         keeps_old = bool(old_version and old and old_version != ctx.release.version)
-        if ctx.settings.preview and not ctx.did("previewed"):
+        if options.preview and not ctx.did("previewed"):
             weights = Weights.all_to(ctx.release.version, new)
             if keeps_old and old_version:
                 weights = Weights.all_to(old_version, old).with_idle(ctx.release.version, new)
@@ -46,7 +54,7 @@ class BlueGreen(Strategy):
             active_deployment=ctx.deployment_id,
             warm_version=old_version if keeps_old else None,
             warm_deployment=ctx.before.active_deployment if keeps_old else None,
-            warm_until=now + timedelta(seconds=ctx.settings.rollback_window_s)
+            warm_until=now + options.rollback_window
             if keeps_old
             else None,
             instances={

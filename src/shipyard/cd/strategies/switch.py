@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from shipyard.cd.deployments import EnvironmentState
 from shipyard.cd.strategies.base import StepContext, Strategy
+from shipyard.cd.strategies.blue_green import BlueGreen
 from shipyard.cd.targets import InstanceUnhealthy
 from shipyard.cd.traffic import Weights
 
@@ -48,7 +49,7 @@ class WarmSwitch(Strategy):
             active_deployment=before.warm_deployment,
             warm_version=before.active_version,
             warm_deployment=before.active_deployment,
-            warm_until=now + timedelta(seconds=max(ctx.settings.rollback_window_s, 60.0)),
+            warm_until=now + max(_rollback_window(ctx), timedelta(seconds=60)),
             instances={
                 "active": [i.as_json() for i in warm],
                 "warm": [i.as_json() for i in active],
@@ -61,6 +62,13 @@ class WarmSwitch(Strategy):
         """Traffic back to the version that was active (if the router may have moved it)."""
         if ctx.did("switching") and ctx.before.active_version and ctx.active_instances():
             ctx.router.set_weights(_weights(ctx, False))
+
+
+def _rollback_window(ctx: StepContext) -> timedelta:
+    """How long the version switched away from stays warm: blue-green's window, if it is that."""
+    if ctx.settings.strategy == BlueGreen.name:
+        return BlueGreen.options(ctx.settings).rollback_window
+    return timedelta(0)
 
 
 def _weights(ctx: StepContext, to_warm: bool) -> Weights:
