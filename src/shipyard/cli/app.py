@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sbom": ("shipyard.cli.commands.sbom", "sbom"),
     "advisories": ("shipyard.cli.commands.advisories", "app"),
     "deploy": ("shipyard.cli.commands.deploy", "deploy"),
+    "promote": ("shipyard.cli.commands.promote", "promote"),
     "rollback": ("shipyard.cli.commands.deploy", "rollback"),
     "status": ("shipyard.cli.commands.deploy", "status"),
     "deployments": ("shipyard.cli.commands.deploy", "deployments_app"),
