@@ -22,6 +22,7 @@ from typing import Any
 from shipyard.cd.controller import Controller
 from shipyard.cd.delivery import request_deploy
 from shipyard.cd.deployments import Deployment, EnvironmentState
+from shipyard.cd.promotion import Soak, soak_for
 from shipyard.cd.reaper import ensure_reaper
 from shipyard.cd.settings import settings_for
 from shipyard.cd.targets import target_for
@@ -83,6 +84,9 @@ class ReleaseOutcome:
     gate_run: GateRun | None = None
     reconciled: tuple[str, ...] = ()
     deployments: tuple[Deployment, ...] = ()
+    held_back: tuple[Soak, ...] = ()
+    """Auto environments not deployed to because the release has not soaked where they
+    promote from."""
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready form (``released`` false when no commit calls for a release)."""
@@ -101,6 +105,7 @@ class ReleaseOutcome:
             "gates": self.gate_run.as_json() if self.gate_run else None,
             "reconciled": list(self.reconciled),
             "deployments": [d.as_json() for d in self.deployments],
+            "held_back": [soak.as_json() for soak in self.held_back],
         }
 
 
@@ -268,7 +273,9 @@ def _release(
                 f"released {plan.version}, but pushing {tag} failed: {error.message}",
                 hint=f"push it yourself: git push origin {tag}",
             ) from error
-    deployed = _auto_deploy(state, store, actor, project, plan.version) if request.deploy else ()
+    deployed, held = (
+        _auto_deploy(state, store, actor, project, plan.version) if request.deploy else ((), ())
+    )
     return replace(
         base,
         released=True,
@@ -277,6 +284,7 @@ def _release(
         run=run,
         gate_run=gate_run,
         deployments=deployed,
+        held_back=held,
     )
 
 
@@ -356,14 +364,23 @@ def _release_commit(git: Git, cwd: Path, version: str, files: Mapping[str, bytes
 
 def _auto_deploy(
     state: StateDir, store: Store, actor: str, project: _Project, version: str
-) -> tuple[Deployment, ...]:
-    """Deploy the new release to every environment marked ``auto``, in the order written."""
+) -> tuple[tuple[Deployment, ...], tuple[Soak, ...]]:
+    """Deploy the new release to every environment marked ``auto``, in the order written.
+
+    One whose ``promote_from`` soak has not passed is held back (not a failure of the release);
+    ``shipyard promote`` takes the release there later.
+    """
     model = project.loaded.model
     done = []
+    held = []
     for name, environment in model.environments.items():
         if not environment.auto:
             continue
         settings = settings_for(model, name, project_dir=project.project_dir)
+        soak = soak_for(store, settings, version)
+        if soak is not None and not soak.ready:
+            held.append(soak)
+            continue
         created = request_deploy(store, state, settings, version, actor=actor)
         controller = Controller(
             store=store,
@@ -372,7 +389,7 @@ def _auto_deploy(
             on_saved=lambda after: _reap_when_due(state, after),
         )
         done.append(controller.drive(created.id))
-    return tuple(done)
+    return tuple(done), tuple(held)
 
 
 def _reap_when_due(state: StateDir, after: EnvironmentState) -> None:

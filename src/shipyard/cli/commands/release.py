@@ -131,6 +131,9 @@ def release(
         out.line(f"  gates    {outcome.gate_run.status}")
     for deployment in outcome.deployments:
         out.line(f"  deployed to {deployment.environment}: {deployment.status}")
+    for soak in outcome.held_back:
+        out.line(f"  not deployed to {soak.environment} yet: {soak.describe()}")
+        out.line(f"    (shipyard promote {soak.version} --to {soak.environment} once it has)")
 
 
 def version(
