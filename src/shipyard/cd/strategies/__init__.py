@@ -9,13 +9,23 @@ from __future__ import annotations
 from shipyard.cd.strategies.base import StepContext, Strategy
 from shipyard.cd.strategies.blue_green import BlueGreen
 from shipyard.cd.strategies.recreate import Recreate
+from shipyard.cd.strategies.rolling import Rolling
 from shipyard.cd.strategies.switch import WarmSwitch
 
 STRATEGIES: dict[str, type[Strategy]] = {
     BlueGreen.name: BlueGreen,
     Recreate.name: Recreate,
+    Rolling.name: Rolling,
     WarmSwitch.name: WarmSwitch,
 }
 """Strategies by the name ``environments.<name>.strategy`` uses (``switch``: a warm rollback)."""
 
-__all__ = ["STRATEGIES", "BlueGreen", "Recreate", "StepContext", "Strategy", "WarmSwitch"]
+__all__ = [
+    "STRATEGIES",
+    "BlueGreen",
+    "Recreate",
+    "Rolling",
+    "StepContext",
+    "Strategy",
+    "WarmSwitch",
+]

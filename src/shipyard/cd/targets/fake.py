@@ -158,12 +158,21 @@ class FakeTarget(Target):
         return self.root / "releases" / f"{release.project}-{release.version}"
 
     def start(
-        self, release: Release, settings: DeploySettings, root: Path, tag: str
+        self,
+        release: Release,
+        settings: DeploySettings,
+        root: Path,
+        tag: str,
+        *,
+        count: int | None = None,
+        first: int = 0,
     ) -> list[InstanceRef]:
-        """Start ``settings.instances`` instances; one of the same name is replaced."""
+        """Start ``count`` instances (default ``settings.instances``) numbered from ``first``;
+        one of the same name is replaced."""
         with self._step("start", (release.version,)):
             new = []
-            for index in range(settings.instances):
+            number = settings.instances if count is None else count
+            for index in range(first, first + number):
                 name = f"{settings.project}.{settings.environment}.{tag}.{index}"
                 replaced = self.running.pop(name, None)
                 if replaced is not None:

@@ -45,9 +45,19 @@ class Target(ABC):
 
     @abstractmethod
     def start(
-        self, release: Release, settings: DeploySettings, root: Path, tag: str
+        self,
+        release: Release,
+        settings: DeploySettings,
+        root: Path,
+        tag: str,
+        *,
+        count: int | None = None,
+        first: int = 0,
     ) -> list[InstanceRef]:
-        """Start ``settings.instances`` instances; ``tag`` keeps their names unique."""
+        """Start ``count`` instances (``settings.instances`` if None), numbered from ``first``.
+
+        ``tag`` and the number keep their names unique; starting a name again replaces it.
+        """
 
     @abstractmethod
     def wait_healthy(self, instances: Sequence[InstanceRef], settings: DeploySettings) -> None:

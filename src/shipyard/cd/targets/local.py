@@ -113,9 +113,17 @@ class LocalTarget(Target):
             )
 
     def start(
-        self, release: Release, settings: DeploySettings, root: Path, tag: str
+        self,
+        release: Release,
+        settings: DeploySettings,
+        root: Path,
+        tag: str,
+        *,
+        count: int | None = None,
+        first: int = 0,
     ) -> list[InstanceRef]:
-        """Start the instances under the supervisor, each on a free port of this host.
+        """Start ``count`` instances (default ``settings.instances``) numbered from ``first``
+        under the supervisor, each on a free port of this host.
 
         The sealed tree is checked first: an instance only ever starts from the verified bundle.
         """
@@ -136,7 +144,8 @@ class LocalTarget(Target):
         try:
             self.supervisor.ensure_running()
             specs = []
-            for index in range(settings.instances):
+            number = settings.instances if count is None else count
+            for index in range(first, first + number):
                 port = free_port()
                 name = name_part(f"{settings.project}.{settings.environment}.{tag}.{index}")
                 command = settings.command.replace("{port}", str(port))
@@ -156,7 +165,7 @@ class LocalTarget(Target):
                 )
                 started.append(InstanceRef(name, release.version, "127.0.0.1", port))
             # Each start waits start_secs to see the process stay up: start them side by side.
-            with ThreadPoolExecutor(max_workers=len(specs)) as pool:
+            with ThreadPoolExecutor(max_workers=max(1, len(specs))) as pool:
                 for future in [pool.submit(self.supervisor.add, spec) for spec in specs]:
                     future.result()
         except SupervisorError as error:

@@ -80,6 +80,32 @@ class Weights(Mapping[str, Backend]):
             }
         )
 
+    @classmethod
+    def by_instances(cls, groups: Sequence[tuple[str, Sequence[InstanceRef]]]) -> Weights:
+        """Each version's share in proportion to its serving instances (a rolling update).
+
+        Groups of the same version are merged; a version with no instance gets nothing. Shares
+        are rounded to whole percents by largest remainder, so they always sum to 100.
+        """
+        serving: dict[str, list[InstanceRef]] = {}
+        for version, instances in groups:
+            if instances:
+                serving.setdefault(version, []).extend(instances)
+        total = sum(len(instances) for instances in serving.values())
+        if not total:
+            raise InvalidWeights("a routing table needs at least one instance to serve")
+        exact = {version: 100 * len(instances) / total for version, instances in serving.items()}
+        shares = {version: int(share) for version, share in exact.items()}
+        left = 100 - sum(shares.values())
+        for version in sorted(exact, key=lambda v: (shares[v] - exact[v], v))[:left]:
+            shares[version] += 1
+        return cls(
+            {
+                version: Backend(shares[version], tuple(instances))
+                for version, instances in serving.items()
+            }
+        )
+
     def with_idle(self, version: str | None, instances: Sequence[InstanceRef]) -> Weights:
         """The same table plus ``version`` at weight 0 (kept reachable, e.g. warm or preview)."""
         if not version or not instances or version in self._backends:
