@@ -4,13 +4,14 @@ failures, retries, timeouts, cancels, secrets and logs."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import psutil
 import pytest
 
 from cisupport import Project
-from shipyard.ci import runs
+from shipyard.ci import drivers, runs
 from shipyard.ci.runner import RunRequest, prepare_run
 from shipyard.core.config import ConfigInvalid
 from shipyard.core.errors import NotFoundError
@@ -421,3 +422,42 @@ def test_run_start_and_finish_are_audited(project: Project) -> None:
         actions = [e.action for e in audit.events(conn, subject=f"run:{run.id}")]
         audit.verify(conn)
     assert actions == ["run.started", "run.finished"]
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+@pytest.mark.backends
+def test_only_the_drivers_host_judges_whether_its_driver_is_gone(project: Project) -> None:
+    project.commit("jobs:\n  x: {run: echo}\n")
+    pid = _dead_pid()
+    recorded = {
+        host: runs.create_run(
+            project.store,
+            project="demo",
+            commit="0" * 40,
+            ref="HEAD",
+            branch="main",
+            tag=None,
+            event="manual",
+            actor="tester",
+            workspace="isolated",
+            config_digest="",
+            jobs=(),
+            driver_pid=pid,
+            driver_host=host,
+        ).id
+        for host in (drivers.this_host(), "another-host.example", None)
+    }
+    lost = drivers.reconcile(project.store, actor="tester")
+    assert sorted(run.id for run in lost) == sorted(
+        recorded[host] for host in (drivers.this_host(), None)
+    )
+    here = runs.get_run(project.store, recorded[drivers.this_host()])
+    assert here.status == "failed"
+    assert drivers.was_lost(here)
+    assert runs.get_run(project.store, recorded["another-host.example"]).status == "running"
+    assert drivers.reconcile(project.store, actor="tester") == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 
 import psutil
 
@@ -33,10 +34,13 @@ def run_marker(run: runs.Run) -> tuple[str, str]:
 def driver_alive(run: runs.Run) -> bool:
     """Whether the process that recorded the run may still be driving it.
 
-    A pid is reused once its process is gone: a process of that pid that started after the
-    run was recorded is somebody else. A run with no recorded pid is never judged.
+    Only the driver's own host can tell (runs of a shared PostgreSQL store may be driven
+    elsewhere); a run with no recorded pid is never judged. A pid is reused once its process
+    is gone: a process of that pid that started after the run was recorded is somebody else.
     """
     if run.driver_pid is None:
+        return True
+    if run.driver_host is not None and run.driver_host != this_host():
         return True
     try:
         process = psutil.Process(run.driver_pid)
@@ -48,6 +52,11 @@ def driver_alive(run: runs.Run) -> bool:
     except psutil.AccessDenied:
         return True
     return started <= run.created_at.timestamp() + _CLOCK_SLACK_S
+
+
+def this_host() -> str:
+    """The name a driver records as its host."""
+    return socket.gethostname()
 
 
 def lost_message(run: runs.Run) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from shipyard.ci import runs
 from shipyard.ci.cache import InputIndex, JobCache, load_or_create_key
-from shipyard.ci.drivers import run_marker
+from shipyard.ci.drivers import run_marker, this_host
 from shipyard.ci.executors import EXECUTORS
 from shipyard.ci.expressions import ExpressionContext
 from shipyard.ci.model import PipelineSpec, build_pipeline
@@ -287,6 +287,7 @@ async def execute(
             config_digest=prepared.loaded.digest,
             jobs=prepared.pipeline.jobs,
             driver_pid=os.getpid(),
+            driver_host=this_host(),
             rerun_of=request.rerun_of,
         )
         if on_created is not None:

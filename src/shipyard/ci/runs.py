@@ -50,6 +50,7 @@ class Run:
     rerun_of: int | None = None
     superseded_by: int | None = None
     driver_pid: int | None = None
+    driver_host: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -85,6 +86,7 @@ class Run:
             "rerun_of": self.rerun_of,
             "superseded_by": self.superseded_by,
             "driver_pid": self.driver_pid,
+            "driver_host": self.driver_host,
         }
 
 
@@ -186,6 +188,7 @@ def create_run(
     config_digest: str,
     jobs: Sequence[JobSpec],
     driver_pid: int | None,
+    driver_host: str | None = None,
     rerun_of: int | None = None,
 ) -> Run:
     """Record a new run with all its jobs queued; an audit and an outbox event go with it."""
@@ -206,6 +209,7 @@ def create_run(
                 created_at=now,
                 started_at=now,
                 driver_pid=driver_pid,
+                driver_host=driver_host,
                 rerun_of=rerun_of,
             )
         )
@@ -657,6 +661,7 @@ def _to_run(row: Any) -> Run:
         rerun_of=row.rerun_of,
         superseded_by=row.superseded_by,
         driver_pid=row.driver_pid,
+        driver_host=row.driver_host,
     )
 
 
