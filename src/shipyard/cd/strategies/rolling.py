@@ -17,39 +17,14 @@ from typing import Any
 
 from shipyard.cd.deployments import EnvironmentState
 from shipyard.cd.instances import InstanceRef
+from shipyard.cd.settings import DeploySettings
 from shipyard.cd.strategies.base import StepContext, Strategy
 from shipyard.cd.targets import Release, TargetError
 from shipyard.cd.traffic import Weights
-from shipyard.core.errors import ConfigError
+from shipyard.core.config.delivery import Rolling as RollingOptions
 
 ROLL = "roll"
 """The key of the rolling update's own record in the deployment's progress."""
-
-
-@dataclass(frozen=True)
-class RollingOptions:
-    """How far a rolling update may go beyond, and below, ``service.instances``."""
-
-    max_surge: int = 1
-    max_unavailable: int = 0
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> RollingOptions:
-        """Read ``strategy.rolling`` as stored with a deployment (defaults where absent)."""
-        values = dict(data or {})
-        surge, unavailable = values.get("max_surge", 1), values.get("max_unavailable", 0)
-        for key, value in (("max_surge", surge), ("max_unavailable", unavailable)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(
-                    f"strategy.rolling.{key} is {value!r}, not a whole number >= 0",
-                    hint=f"write {key}: 1",
-                )
-        if surge == 0 and unavailable == 0:
-            raise ConfigError(
-                "strategy.rolling: max_surge and max_unavailable cannot both be 0",
-                hint="write max_surge: 1 (start one new instance before stopping an old one)",
-            )
-        return cls(max_surge=surge, max_unavailable=unavailable)
 
 
 @dataclass(frozen=True)
@@ -113,9 +88,14 @@ class Rolling(Strategy):
 
     name = "rolling"
 
+    @classmethod
+    def options(cls, settings: DeploySettings) -> RollingOptions:
+        """The surge and unavailability the deployment was made with."""
+        return cls.parse_options(settings, RollingOptions)
+
     def deploy(self, ctx: StepContext) -> EnvironmentState:
         """Roll batch by batch until only new instances serve; stop the version kept warm."""
-        options = options_of(ctx)
+        options = self.options(ctx.settings)
         wanted = ctx.settings.instances
         if not ctx.did("prepared"):
             root = ctx.target.prepare(ctx.release, ctx.settings)
@@ -135,11 +115,11 @@ class Rolling(Strategy):
                 roll = self._start(ctx, roll, count)
             else:
                 break
-        if not ctx.did("switched"):
-            # Only now is the version kept warm before this deployment left out of the table.
-            weights = Weights.by_instances([(ctx.release.version, roll.new)])
-            ctx.done("switched", address=ctx.router.set_weights(weights))
         if ctx.before.warm_version and not ctx.did("retired"):
+            # The version kept warm before this deployment stayed reachable until the end.
+            if not ctx.did("switched"):
+                weights = Weights.by_instances([(ctx.release.version, roll.new)])
+                ctx.done("switched", address=ctx.router.set_weights(weights))
             ctx.target.stop(ctx.warm_instances())
             ctx.done("retired")
         return EnvironmentState(
@@ -250,9 +230,3 @@ class Rolling(Strategy):
         )
         ctx.target.wait_healthy(back, ctx.previous_settings)
         return back
-
-
-def options_of(ctx: StepContext) -> RollingOptions:
-    """The deployment's ``strategy.rolling`` options."""
-    stored = getattr(ctx.settings, "strategy_options", None)
-    return RollingOptions.from_json(stored if isinstance(stored, Mapping) else None)
