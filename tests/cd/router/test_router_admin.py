@@ -199,12 +199,15 @@ def test_metrics_are_prometheus_text_on_the_admin_port_only(
         request(connection, "GET", "/", headers={"X-Shipyard-Version": "green"})
     text = router.client.metrics()
     assert "# TYPE shipyard_router_requests_total counter" in text
-    assert 'shipyard_router_requests_total{env="test",version="green",code="2xx"} 20' in text
+    # Pinned by the version header: counted as pinned traffic, not weighted.
+    green = 'env="test",version="green"'
+    assert f'shipyard_router_requests_total{{{green},code="2xx",traffic="pinned"}} 20' in text
+    assert f'shipyard_router_requests_total{{{green},code="2xx",traffic="weighted"}} 0' in text
     assert (
-        'shipyard_router_request_duration_seconds_bucket{env="test",version="green",le="+Inf"} 20'
+        f'shipyard_router_request_duration_seconds_bucket{{{green},traffic="pinned",le="+Inf"}} 20'
         in text
     )
-    assert 'shipyard_router_request_duration_seconds_count{env="test",version="green"} 20' in text
+    assert f'shipyard_router_request_duration_seconds_count{{{green},traffic="pinned"}} 20' in text
     assert 'shipyard_router_version_weight{env="test",version="blue"} 90' in text
     for line in text.splitlines():
         assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2

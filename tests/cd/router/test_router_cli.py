@@ -115,9 +115,14 @@ def test_run_then_inspect_and_steer_a_router(
         for _ in range(10):
             request(connection, "GET", "/", headers={"X-Shipyard-Version": "green"})
         stats = shipyard("router", "stats", "--env", "staging", "--json", cwd=repo)
-        assert json.loads(stats.stdout)["versions"]["green"]["requests"] == 10
+        green_stats = json.loads(stats.stdout)["versions"]["green"]
+        assert green_stats["pinned"]["requests"] == 10  # previews, apart from weighted traffic
+        assert green_stats["requests"] == 0
         table_text = shipyard("router", "stats", "--env", "staging", cwd=repo)
         assert "green" in table_text.stdout
+        assert "PINNED" in table_text.stdout
+        green_row = next(line for line in table_text.stdout.splitlines() if "green" in line)
+        assert green_row.split()[-1] == "10"  # the pinned column, last
 
         drained = shipyard("router", "drain", "--env", "staging", blue.address, cwd=repo)
         assert drained.code == 0, drained.output

@@ -73,9 +73,10 @@ class InstanceState:
 
 
 class VersionPlan:
-    """One version of a plan: its weight, its instances' states and its statistics."""
+    """One version of a plan: its weight, its instances' states and its statistics (apart for
+    weighted requests and for those pinned to it by the version header)."""
 
-    __slots__ = ("encoded", "instances", "name", "recorder", "turn", "weight")
+    __slots__ = ("encoded", "instances", "name", "pinned_recorder", "recorder", "turn", "weight")
 
     def __init__(
         self, version: Version, states: tuple[InstanceState, ...], recorder: VersionRecorder
@@ -85,7 +86,12 @@ class VersionPlan:
         self.weight = version.weight
         self.instances = states
         self.recorder = recorder
+        self.pinned_recorder = recorder.pinned or recorder
         self.turn = 0
+
+    def recorder_for(self, pinned: bool) -> VersionRecorder:
+        """Where a request routed here is counted: apart if it was pinned by the header."""
+        return self.pinned_recorder if pinned else self.recorder
 
     def pick(
         self, now: float, key: bytes | None, tried: Iterable[InstanceState]

@@ -1,6 +1,8 @@
 """The router's counters and gauges in the Prometheus text exposition format.
 
-Served on the admin port only: the public port belongs to the user's service.
+Served on the admin port only: the public port belongs to the user's service. Per-version
+request series carry ``traffic="weighted"`` or ``traffic="pinned"`` (previews asked for with the
+version header), so a query can leave previews out.
 """
 
 from __future__ import annotations
@@ -21,32 +23,38 @@ def metrics_text(
         lines.append(f"# HELP shipyard_router_{name} {help_text}")
         lines.append(f"# TYPE shipyard_router_{name} {kind}")
 
-    recorders = sorted(stats.recorders.items())
-    family("requests_total", "counter", "Requests answered, by version and status class.")
-    for name, recorder in recorders:
+    # Each version's weighted requests, then those pinned to it by the version header.
+    recorders = [
+        (f'version="{_label(name)}",', traffic, counted)
+        for name, recorder in sorted(stats.recorders.items())
+        for traffic, counted in (("weighted", recorder), ("pinned", recorder.pinned))
+        if counted is not None
+    ]
+    family("requests_total", "counter", "Requests answered, by version, status class, traffic.")
+    for labelled, traffic, recorder in recorders:
         for index, code in enumerate(STATUS_CLASSES):
             value = recorder.totals.classes[index + 1]
-            labels = f'env="{env}",version="{_label(name)}",code="{code}"'
+            labels = f'env="{env}",{labelled}code="{code}",traffic="{traffic}"'
             lines.append(f"shipyard_router_requests_total{{{labels}}} {value}")
     family("upstream_errors_total", "counter", "Requests failed by the upstream, by kind.")
-    for name, recorder in recorders:
+    for labelled, traffic, recorder in recorders:
         for kind in ERROR_KINDS:
-            labels = f'env="{env}",version="{_label(name)}",kind="{kind}"'
+            labels = f'env="{env}",{labelled}kind="{kind}",traffic="{traffic}"'
             value = recorder.totals.errors[kind]
             lines.append(f"shipyard_router_upstream_errors_total{{{labels}}} {value}")
     family("connect_failures_total", "counter", "Failed connections to a version's instances.")
-    for name, recorder in recorders:
-        labels = f'env="{env}",version="{_label(name)}"'
+    for labelled, traffic, recorder in recorders:
+        labels = f'env="{env}",{labelled}traffic="{traffic}"'
         value = recorder.totals.connect_failures
         lines.append(f"shipyard_router_connect_failures_total{{{labels}}} {value}")
     family("client_aborts_total", "counter", "Requests abandoned by their client.")
-    for name, recorder in recorders:
-        labels = f'env="{env}",version="{_label(name)}"'
+    for labelled, traffic, recorder in recorders:
+        labels = f'env="{env}",{labelled}traffic="{traffic}"'
         value = recorder.totals.client_aborts
         lines.append(f"shipyard_router_client_aborts_total{{{labels}}} {value}")
     family("request_duration_seconds", "histogram", "Time from request head to response end.")
-    for name, recorder in recorders:
-        base = f'env="{env}",version="{_label(name)}"'
+    for labelled, traffic, recorder in recorders:
+        base = f'env="{env}",{labelled}traffic="{traffic}"'
         cumulative = 0
         for bound, count in zip((*LATENCY_BOUNDS, None), recorder.totals.buckets, strict=True):
             cumulative += count

@@ -7,6 +7,9 @@ on in a task for that client connection, which hands back to the callbacks once 
 to read. A request to switch protocols (a WebSocket) that the upstream accepts with 101
 becomes a tunnel: bytes both ways, untouched, until either side closes. Nothing here may raise
 out of a callback or a task: every failure becomes a response, a closed connection and a count.
+A request pinned to a version by the version header (a preview) is counted apart from weighted
+traffic. Latencies come from ``perf_counter``: the loop's clock may tick in whole milliseconds
+(uvloop's does), which would blur the judge's sample of fast requests.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from time import perf_counter
 from typing import NamedTuple
 
 from shipyard.cd.router.balancer import Balancer, InstanceState, RoutePlan, VersionPlan
@@ -72,10 +76,10 @@ class Route(NamedTuple):
     plan: RoutePlan
     version: VersionPlan
     instance: InstanceState | None  # None: no instance is available
-    pinned: bool  # chosen by the override header
+    pinned: bool  # chosen by the override header: counted apart from weighted traffic
     key: bytes | None  # the sticky key
     cookie: bytes  # a Set-Cookie line to send back, if the router issued one
-    started: float
+    started: float  # perf_counter() when routed: latencies only, never deadlines
 
 
 class Exchange:
@@ -168,7 +172,9 @@ class Exchange:
             proxy.pool.give(instance, upstream, now)
         else:
             upstream.close()
-        route.version.recorder.record(response.status, now - route.started)
+        route.version.recorder_for(route.pinned).record(
+            response.status, perf_counter() - route.started
+        )
         if close:
             client.close()
         elif client.buffer:
@@ -323,7 +329,7 @@ class Proxy:
                 self._send(exchange, payload)
                 client.busy = True
                 client.read_deadline = 0.0
-                upstream.read_deadline = route.started + self.settings.upstream_timeout
+                upstream.read_deadline = self.loop.time() + self.settings.upstream_timeout
                 upstream.awaiting = exchange
                 if data:
                     buffer += data
@@ -415,7 +421,7 @@ class Proxy:
 
     def _route(self, request: RequestHead) -> Route | None:
         """Where ``request`` goes under the current plan; None if no version is routed."""
-        started = self.loop.time()
+        started = perf_counter()
         plan = self.balancer.plan
         key, cookie = _sticky_key(plan, request)
         version: VersionPlan | None = None
@@ -427,7 +433,7 @@ class Proxy:
             version = plan.choose(key)
             if version is None:
                 return None
-        version, instance = _instance_for(plan, version, pinned, key, (), started)
+        version, instance = _instance_for(plan, version, pinned, key, (), self.loop.time())
         return Route(plan, version, instance, pinned, key, cookie, started)
 
     def _unrouted(self, client: Connection, request: RequestHead) -> bool:
@@ -458,11 +464,11 @@ class Proxy:
                     upstream = await self.pool.connect(instance)
                 except (OSError, TimeoutError) as error:
                     instance.connect_failed(loop.time())
-                    version.recorder.totals.connect_failures += 1
+                    version.recorder_for(pinned).totals.connect_failures += 1
                     tried.append(instance)
                     self._warn(instance.address, f"cannot connect to {instance.address}: {error}")
                     if client.closed:
-                        version.recorder.totals.client_aborts += 1
+                        version.recorder_for(pinned).totals.client_aborts += 1
                         return False
                     continue
                 instance.connect_succeeded()
@@ -473,11 +479,19 @@ class Proxy:
             if keep is not None:
                 return keep
         if tried:
-            version.recorder.upstream_error("connect")
+            version.recorder_for(pinned).upstream_error("connect")
             return self._answer(
-                client, request, 502, "no instance accepted a connection", version, started
+                client,
+                request,
+                502,
+                "no instance accepted a connection",
+                version,
+                started,
+                pinned=pinned,
             )
-        return self._answer(client, request, 503, "no instance is available", version, started)
+        return self._answer(
+            client, request, 503, "no instance is available", version, started, pinned=pinned
+        )
 
     def _send(self, exchange: Exchange, payload: bytes) -> None:
         """Count the request in flight and send its head upstream, with ``payload`` if any."""
@@ -513,11 +527,13 @@ class Proxy:
         request = exchange.request
         upstream = exchange.upstream
         instance = exchange.instance
-        version = exchange.route.version
-        recorder = version.recorder
+        route = exchange.route
+        version = route.version
+        pinned = route.pinned
+        recorder = version.recorder_for(pinned)
         upload = exchange.upload
         pumping = exchange.pump
-        started = exchange.route.started
+        started = route.started
         try:
             try:
                 while True:
@@ -544,7 +560,14 @@ class Proxy:
                     failure = upload.failure
                     status = failure.status if isinstance(failure, BadMessage) else 408
                     return self._answer(
-                        client, request, status, str(failure), version, started, close=True
+                        client,
+                        request,
+                        status,
+                        str(failure),
+                        version,
+                        started,
+                        close=True,
+                        pinned=pinned,
                     )
                 if (
                     isinstance(error, PeerGone)
@@ -564,6 +587,7 @@ class Proxy:
                     version,
                     started,
                     close=upload is not None,
+                    pinned=pinned,
                 )
 
             if response.status == 101:
@@ -597,7 +621,7 @@ class Proxy:
                     kind, _ = _failure(error)
                     recorder.upstream_error(kind)
                     self._warn(instance.address, f"upstream {instance.address}: {error}")
-                recorder.record(status, loop.time() - started)
+                recorder.record(status, perf_counter() - started)
                 return False
 
             if pumping is not None and not pumping.done():
@@ -618,7 +642,7 @@ class Proxy:
                 self.pool.give(instance, upstream, loop.time())
             else:
                 upstream.close()
-            recorder.record(status, loop.time() - started)
+            recorder.record(status, perf_counter() - started)
             return not close
         finally:
             client.partner = None
@@ -634,7 +658,7 @@ class Proxy:
         client.write(
             switching_response(response, version=route.version.encoded, extra=route.cookie)
         )
-        route.version.recorder.record(101, self.loop.time() - route.started)
+        route.version.recorder_for(route.pinned).record(101, perf_counter() - route.started)
         client.partner = None  # an end on one side closes the other after what is in flight
         timeout = self.settings.tunnel_timeout
         for side in (client, upstream):
@@ -659,14 +683,17 @@ class Proxy:
         started: float = 0.0,
         *,
         close: bool = False,
+        pinned: bool = False,
     ) -> bool:
-        """Answer the request ourselves; keep the connection only if nothing is left unread."""
+        """Answer the request ourselves (counted for ``version``, apart if ``pinned``); keep the
+        connection only if nothing is left unread."""
         close = close or not request.keep_alive or request.body != NO_BODY or self.closing
         body = (message + "\n").encode() if request.method != b"HEAD" else b""
         named = ((b"X-Shipyard-Version", version.encoded),) if version is not None else ()
         client.write(simple_response(status, body, close=close, headers=named))
         if version is not None:
-            version.recorder.record(status, self.loop.time() - started if started else 0.0)
+            recorder = version.recorder_for(pinned)
+            recorder.record(status, perf_counter() - started if started else 0.0)
         return not close
 
     def _reject(self, client: Connection, error: BadMessage) -> None:

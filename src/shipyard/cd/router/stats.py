@@ -1,8 +1,10 @@
 """Per-version statistics of the router: counters, a latency histogram and a latency sample.
 
 Counters only grow (they feed ``/metrics``); a *window* is what changed since it was last reset,
-with a bounded uniform sample of the latencies in it for the canary judge. Recording a request
-is a few integer additions; everything else happens when somebody reads.
+with a bounded uniform sample of the latencies in it for the canary judge. Requests pinned to a
+version with the ``X-Shipyard-Version`` header (previews) are counted apart, so a judge reading
+a version's window sees weighted traffic only. Recording a request is a few integer additions;
+everything else happens when somebody reads.
 """
 
 from __future__ import annotations
@@ -101,7 +103,12 @@ class LatencyHistogram:
 
 @dataclass(frozen=True)
 class VersionStats:
-    """What one version did in a time window, as the clients saw it."""
+    """What one version did in a time window, as the clients saw it.
+
+    The counts, histogram and sample cover weighted traffic only; ``pinned`` holds the same
+    figures for requests pinned to this version with the version header (None from a router
+    too old to tell them apart).
+    """
 
     version: str
     window_start: float
@@ -114,6 +121,7 @@ class VersionStats:
     histogram: LatencyHistogram
     sample: tuple[float, ...]
     sampled_from: int
+    pinned: VersionStats | None = None
 
     @property
     def window_seconds(self) -> float:
@@ -138,8 +146,8 @@ class VersionStats:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     def as_json(self) -> dict[str, Any]:
-        """The JSON form served by the admin API."""
-        return {
+        """The JSON form served by the admin API (``pinned`` in the same form, if known)."""
+        data: dict[str, Any] = {
             "version": self.version,
             "window": {
                 "start": self.window_start,
@@ -159,11 +167,15 @@ class VersionStats:
                 "sampled_from": self.sampled_from,
             },
         }
+        if self.pinned is not None:
+            data["pinned"] = self.pinned.as_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> VersionStats:
         """Read the JSON form back (as the admin client does)."""
         latency = data["latency"]
+        pinned = data.get("pinned")
         return cls(
             version=str(data["version"]),
             window_start=float(data["window"]["start"]),
@@ -180,6 +192,7 @@ class VersionStats:
             ),
             sample=tuple(float(s) for s in latency["sample"]),
             sampled_from=int(latency["sampled_from"]),
+            pinned=cls.from_json(pinned) if pinned else None,
         )
 
 
@@ -216,9 +229,14 @@ class RouterStats:
 
 @dataclass(eq=False)
 class VersionRecorder:
-    """Records one version's requests: growing totals, a window baseline and a sample."""
+    """Records one version's requests: growing totals, a window baseline and a sample.
+
+    A version's weighted recorder holds the recorder of its ``pinned`` requests (which holds
+    none); the data path records a request in exactly one of the two.
+    """
 
     name: str
+    pinned: VersionRecorder | None = None
     totals: Counters = field(default_factory=Counters)
     baseline: Counters = field(default_factory=Counters)
     window_start: float = field(default_factory=time.time)
@@ -246,7 +264,7 @@ class VersionRecorder:
         self.totals.errors[kind] += 1
 
     def snapshot(self, now: float) -> VersionStats:
-        """The current window as a value."""
+        """The current window as a value (with the pinned requests' window, if kept)."""
         totals, base = self.totals, self.baseline
         return VersionStats(
             version=self.name,
@@ -267,11 +285,14 @@ class VersionRecorder:
             ),
             sample=tuple(self.sample),
             sampled_from=self.sampled_from,
+            pinned=None if self.pinned is None else self.pinned.snapshot(now),
         )
 
     def reset(self, now: float) -> VersionStats:
         """Close the window: return it and start a new one at ``now``."""
         closed = self.snapshot(now)
+        if self.pinned is not None:
+            self.pinned.reset(now)
         self.baseline = self.totals.copy()
         self.window_start = now
         self.sample = []
@@ -288,10 +309,11 @@ class StatsBook:
         self.unrouted = 0
 
     def recorder(self, name: str) -> VersionRecorder:
-        """The recorder of version ``name``, created on first use."""
+        """The recorder of version ``name``'s weighted requests (its pinned ones in
+        ``.pinned``), created on first use."""
         found = self.recorders.get(name)
         if found is None:
-            found = self.recorders[name] = VersionRecorder(name)
+            found = self.recorders[name] = VersionRecorder(name, VersionRecorder(name))
         return found
 
     def snapshot(self) -> RouterStats:

@@ -53,7 +53,8 @@ class BuiltinRouter(TrafficRouter):
             ) from error
 
     def statistics(self, *, reset: bool = False) -> RouterStats:
-        """The router's per-version windows (closed and restarted when ``reset``)."""
+        """The router's per-version windows of weighted traffic (closed and restarted when
+        ``reset``); requests pinned with the version header are only in each one's ``pinned``."""
         try:
             return self.client.reset_stats() if reset else self.client.stats()
         except RouterError as error:

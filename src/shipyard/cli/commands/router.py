@@ -259,7 +259,8 @@ def stats(
     file: FileOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Per-version requests, responses, upstream errors and latencies in the current window."""
+    """Per-version requests, responses, upstream errors and latencies in the current window
+    (weighted traffic; requests pinned with X-Shipyard-Version are counted apart, as pinned)."""
     out = Output(json_mode=json_)
     client = _client(env, file)
     result = client.reset_stats() if reset else client.stats()
@@ -283,6 +284,7 @@ def stats(
                 "p50",
                 "p95",
                 "p99",
+                "pinned",
             ],
             [_stats_row(s) for s in result.versions.values()],
         )
@@ -298,6 +300,7 @@ def _stats_row(s: VersionStats) -> list[object]:
         *(s.responses.get(c, 0) for c in STATUS_CLASSES),
         s.upstream_error_count,
         *(_ms(s.percentile(q)) for q in (0.5, 0.95, 0.99)),
+        "-" if s.pinned is None else s.pinned.requests,
     ]
 
 
