@@ -6,10 +6,12 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
+from pydantic import ValidationError
 
 from shipyard.cd import deployments
 from shipyard.cd.controller import Controller, driver_alive
@@ -28,6 +30,7 @@ from shipyard.cli.context import Context
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
 from shipyard.core.config import ShipyardConfig, find_config, load_config
+from shipyard.core.config.delivery import Canary as CanaryOptions
 from shipyard.core.errors import ShipyardError, UserError
 from shipyard.core.process import spawn_detached
 
@@ -171,39 +174,47 @@ def status(
     file: FileOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """What each environment runs: versions, weights, health, since when, router address."""
+    """What each environment runs: versions, live weights, health, the step of a rollout in
+    progress, since when, router address."""
     out = Output(json_mode=json_)
     ctx = Context()
     config, project_dir = _config(file, ctx)
     names = [env] if env else list(config.environments)
-    target = LocalTarget(ctx.state)
     report = []
     for name in names:
         settings = settings_for(config, name, project_dir=project_dir)
+        target = target_for(ctx.state, settings)
         retire_expired(ctx.store, target, actor=ctx.actor, project=config.project, environment=name)
         state = deployments.environment(ctx.store, config.project, name)
-        weights: dict[str, int] = {}
-        healthy: dict[str, bool] = {}
-        try:
-            if state.active_version:
-                weights = target.router(settings).current_weights()
-        except ShipyardError:  # a router that is down is shown as such
-            weights = {}
-        for key in ("active", "warm"):
-            refs = [InstanceRef.from_json(i) for i in state.instances.get(key, [])]
-            if refs:
-                healthy[refs[0].version] = target.alive(refs, settings)
         running = [
             d
             for d in deployments.for_environment(ctx.store, config.project, name, limit=5)
             if not d.finished
         ]
+        weights: dict[str, int] = {}
+        router_error: str | None = None
+        if state.active_version or running:
+            try:
+                weights = target.router(settings).current_weights()
+            except ShipyardError as error:  # a router that is down is shown as such
+                router_error = error.message
+        healthy: dict[str, bool] = {}
+        for key in ("active", "warm"):
+            refs = [InstanceRef.from_json(i) for i in state.instances.get(key, [])]
+            if refs:
+                healthy[refs[0].version] = target.alive(refs, settings)
+        for deployment in running:
+            new = [InstanceRef.from_json(i) for i in deployment.progress.get("new", [])]
+            if new and deployment.version not in healthy:
+                healthy[deployment.version] = target.alive(new, settings)
         report.append(
             {
                 **state.as_json(),
                 "weights": weights,
+                "router_error": router_error,
                 "healthy": healthy,
-                "in_progress": [d.as_json() for d in running],
+                "versions": _served_versions(state, weights, healthy, running),
+                "in_progress": [{**d.as_json(), "rollout": _rollout(d, weights)} for d in running],
             }
         )
     if json_:
@@ -214,16 +225,103 @@ def status(
             f"{item['environment']}: {item['active_version'] or 'nothing deployed'}"
             f"  (router {item['router'].get('address') or '-'})"
         )
-        for version, weight in sorted(item["weights"].items()):
-            health = item["healthy"].get(version)
-            out.line(
-                f"  {version:<20} {weight:>3}%  "
-                f"{'healthy' if health else 'unhealthy' if health is False else ''}"
-            )
+        if item["router_error"]:
+            out.line(f"  router: {item['router_error']}")
+        for served in item["versions"]:
+            weight = "   -" if served["weight"] is None else f"{served['weight']:>3}%"
+            health = {True: "healthy", False: "unhealthy", None: ""}[served["healthy"]]
+            out.line(f"  {served['version']:<20} {weight}  {health:<9}  {served['role']}")
         if item["warm_version"]:
             out.line(f"  warm until {item['warm_until']}: {item['warm_version']}")
         for running in item["in_progress"]:
-            out.line(f"  deployment {running['id']} {running['status']}: {running['version']}")
+            out.line(
+                f"  deployment {running['id']} {running['status']}: {running['version']}"
+                f" ({_rollout_text(running['strategy'], running['rollout'])})"
+            )
+
+
+def _served_versions(
+    state: deployments.EnvironmentState,
+    weights: Mapping[str, int],
+    healthy: Mapping[str, bool],
+    running: Sequence[deployments.Deployment],
+) -> list[dict[str, Any]]:
+    """Every version the environment serves or brings in: live weight (None if the router does
+    not route it), health, and its role (active, warm, or the version being deployed)."""
+    roles: dict[str, str] = {}
+    for deployment in running:
+        roles.setdefault(deployment.version, "deploying")
+    if state.active_version:
+        roles[state.active_version] = "active"
+    if state.warm_version:
+        roles.setdefault(state.warm_version, "warm")
+    for version in weights:
+        roles.setdefault(version, "routed")
+    return [
+        {
+            "version": version,
+            "weight": weights.get(version),
+            "healthy": healthy.get(version),
+            "role": roles[version],
+        }
+        for version in sorted(roles, key=lambda v: (-weights.get(v, -1), v))
+    ]
+
+
+def _rollout(deployment: deployments.Deployment, weights: Mapping[str, int]) -> dict[str, Any]:
+    """How far a deployment in progress got: the last step it recorded, the new version's live
+    weight, and for a canary the step it is in (``number`` of ``total``, its planned weight).
+
+    Read defensively: progress recorded by another version of Shipyard may lack any of it.
+    """
+    progress = deployment.progress
+    done = progress.get("steps")
+    rollout: dict[str, Any] = {
+        "phase": done[-1] if isinstance(done, list) and done else None,
+        "weight": weights.get(deployment.version),
+        "step": None,
+    }
+    if deployment.strategy == "canary":
+        plan = _canary_plan(deployment)
+        index = progress.get("step", 0)
+        if plan and isinstance(index, int) and index >= 0:
+            current = min(index, len(plan) - 1)
+            rollout["step"] = {
+                "index": index,
+                "number": current + 1,
+                "total": len(plan),
+                "weight": plan[current][0],
+                "finished": index >= len(plan),
+            }
+    return rollout
+
+
+def _canary_plan(deployment: deployments.Deployment) -> list[tuple[int, object]]:
+    """The canary steps recorded with ``deployment`` (the implied last one included); empty if
+    they cannot be read."""
+    recorded = deployment.settings.get("deploy")
+    options = recorded.get("strategy_options") if isinstance(recorded, Mapping) else None
+    if not isinstance(options, Mapping):
+        return []
+    try:
+        return list(CanaryOptions.model_validate(dict(options)).plan)
+    except ValidationError:
+        return []
+
+
+def _rollout_text(strategy: str, rollout: Mapping[str, Any]) -> str:
+    parts = [strategy]
+    step = rollout.get("step")
+    if step is not None:
+        if step["finished"]:
+            parts.append(f"all {step['total']} steps done")
+        else:
+            parts.append(f"step {step['number']} of {step['total']} ({step['weight']}%)")
+    elif rollout.get("phase"):
+        parts.append(f"after {rollout['phase']}")
+    if rollout.get("weight") is not None:
+        parts.append(f"routed {rollout['weight']}%")
+    return ", ".join(parts)
 
 
 @deployments_app.command("list")
