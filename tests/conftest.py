@@ -8,10 +8,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import hypothesis
 import pytest
 import sqlalchemy as sa
 
 from support import git
+
+# Property tests assert behaviour, never timings: a loaded machine is slow, not wrong.
+hypothesis.settings.register_profile("shipyard", deadline=None)
+hypothesis.settings.load_profile("shipyard")
 
 POSTGRES_URL = os.environ.get(
     "SHIPYARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
