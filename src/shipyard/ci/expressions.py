@@ -2,8 +2,8 @@
 
 Parsed by hand into an immutable tree and never ``eval``-ed; this module must not read files or
 run git: the scheduler hands the changed files in through :class:`ExpressionContext`. Regular
-expressions and globs run on RE2, whose time is linear in the text whatever the pattern, so no
-``if`` can hang a run.
+expressions run on RE2, whose time is linear in the text whatever the pattern, and globs are
+compiled so that they never backtrack through every split of a path: no ``if`` can hang a run.
 """
 
 from __future__ import annotations
@@ -140,9 +140,14 @@ def _re2_message(error: Exception) -> str:
 # --------------------------------------------------------------------------- path globs
 
 
-def glob_to_regex(pattern: str) -> TextPattern:
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
     """Compile a repository path glob to an anchored regex over normalised '/' paths (no
-    empty segments, as :func:`normalize_path` gives)."""
+    empty segments, as :func:`normalize_path` gives).
+
+    Matching takes time polynomial of low degree whatever the glob: the part between two
+    wildcards is matched at its first place in an atomic group (as fnmatch does), so
+    ``*a*a*a*b`` or ``**/a/**/a/**/b`` never backtracks through every way to split a path.
+    """
     return _compiled_glob(pattern)
 
 
@@ -163,7 +168,7 @@ def normalize_path(path: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _compiled_glob(pattern: str) -> TextPattern:
+def _compiled_glob(pattern: str) -> re.Pattern[str]:
     if not pattern:
         raise GlobError("the pattern is empty", pattern, 1, hint="write a path such as 'src/**'")
     if pattern.startswith("/"):
@@ -177,14 +182,32 @@ def _compiled_glob(pattern: str) -> TextPattern:
     if not segments:
         segments = [("**", 1)]
     parts: list[str] = []
-    for index, (segment, column) in enumerate(segments):
+    index = 0
+    while index < len(segments):
+        segment, column = segments[index]
         last = index == len(segments) - 1
-        if segment == "**":
-            # One or more segments at the end; zero or more, each followed by '/', elsewhere.
-            parts.append("[^/]+(?:/[^/]+)*" if last else "(?:[^/]+/)*")
-        else:
+        if segment != "**":
             parts.append(_segment_regex(segment, pattern, column) + ("" if last else "/"))
-    return TextPattern(r"(?s)\A(?:" + "".join(parts) + r")\z")
+            index += 1
+            continue
+        if last:
+            parts.append("[^/]+(?:/[^/]+)*")  # one or more segments at the end
+            break
+        # Zero or more segments, then the fixed segments up to the next '**': if another
+        # '**' follows, their first place is as good as any and is taken for good.
+        following = index + 1
+        fixed: list[str] = []
+        while following < len(segments) and segments[following][0] != "**":
+            text, at = segments[following]
+            ends = following == len(segments) - 1
+            fixed.append(_segment_regex(text, pattern, at) + ("" if ends else "/"))
+            following += 1
+        if following < len(segments):
+            parts.append("(?>(?:[^/]+/)*?" + "".join(fixed) + ")")
+        else:
+            parts.append("(?:[^/]+/)*" + "".join(fixed))
+        index = following
+    return re.compile(r"\A(?:" + "".join(parts) + r")\Z", re.DOTALL)
 
 
 def _glob_segments(pattern: str) -> Iterator[tuple[str, int]]:
@@ -216,7 +239,7 @@ def _glob_segments(pattern: str) -> Iterator[tuple[str, int]]:
 def _segment_regex(segment: str, pattern: str, column: int) -> str:
     if segment == "*":
         return "[^/]+"  # a segment is never empty; any other segment has a character to match
-    out: list[str] = []
+    chunks: list[list[str]] = [[]]  # what lies between the '*'s, one regex per character
     index = 0
     while index < len(segment):
         char = segment[index]
@@ -228,14 +251,14 @@ def _segment_regex(segment: str, pattern: str, column: int) -> str:
                     column + index,
                     hint="write 'src/**/*.py' for .py files at any depth under src",
                 )
-            out.append("[^/]*")
+            chunks.append([])
             index += 1
         elif char == "?":
-            out.append("[^/]")
+            chunks[-1].append("[^/]")
             index += 1
         elif char == "[":
             text, index = _class_regex(segment, index, pattern, column)
-            out.append(text)
+            chunks[-1].append(text)
         elif char == "\\":
             if index + 1 == len(segment):
                 raise GlobError(
@@ -243,17 +266,23 @@ def _segment_regex(segment: str, pattern: str, column: int) -> str:
                     pattern,
                     column + index,
                 )
-            out.append(_literal(segment[index + 1]))
+            chunks[-1].append(_literal(segment[index + 1]))
             index += 2
         else:
-            out.append(_literal(char))
+            chunks[-1].append(_literal(char))
             index += 1
-    return "".join(out)
+    texts = ["".join(chunk) for chunk in chunks]
+    if len(texts) == 1:
+        return texts[0]
+    first, *middle, final = texts
+    # A fixed part between two '*'s is taken at its first place for good (an atomic group);
+    # only the last '*' may give characters back.
+    return first + "".join(f"(?>[^/]*?{part})" for part in middle) + "[^/]*" + final
 
 
 def _literal(char: str) -> str:
-    """``char`` as an RE2 literal: letters and digits as they are, the rest by code point."""
-    return char if char.isascii() and char.isalnum() else f"\\x{{{ord(char):X}}}"
+    """``char`` as a regex literal."""
+    return re.escape(char)
 
 
 def _class_regex(segment: str, start: int, pattern: str, column: int) -> tuple[str, int]:
@@ -302,7 +331,7 @@ def _class_regex(segment: str, start: int, pattern: str, column: int) -> tuple[s
     body = "".join(items)
     if negated:
         return f"[^/{body}]", index
-    return (f"[{body}]" if body else "[^\\x00-\\x{10FFFF}]"), index
+    return (f"[{body}]" if body else "(?!)"), index
 
 
 def _class_char(segment: str, index: int) -> tuple[str, int]:
@@ -545,7 +574,7 @@ class Changed(Node):
 
     patterns: tuple[str, ...]
     column: int
-    regexes: tuple[TextPattern, ...] = field(repr=False, compare=False)
+    regexes: tuple[re.Pattern[str], ...] = field(repr=False, compare=False)
 
     def value(self, context: ExpressionContext) -> Value:
         """Match the changed files; true when they are unknown."""
@@ -1051,7 +1080,7 @@ class _Parser:
                 hint="write changed('src/**')",
             )
         patterns: list[str] = []
-        regexes: list[TextPattern] = []
+        regexes: list[re.Pattern[str]] = []
         for argument in arguments:
             if not (isinstance(argument, Constant) and isinstance(argument.literal, str)):
                 raise ExpressionError(
