@@ -13,6 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from shipyard.ci import runs
+from shipyard.core import state as state_dir
+from shipyard.core.store import open_store
 from support import git, run_cli
 
 
@@ -334,3 +337,24 @@ def test_logs_follow_ends_when_the_driver_dies_under_it(repo: Path, tmp_path: Pa
     assert "driver lost" in out + err
     shown = json.loads(run_cli("runs", "show", "last", "--json", cwd=repo).stdout)
     assert shown["status"] == "failed"
+
+
+def test_the_next_run_records_an_earlier_run_whose_driver_died(repo: Path, tmp_path: Path) -> None:
+    job, pidfile = _grandchild_job(tmp_path)
+    _commit(repo, f"  jobs:\n    hang: {{run: 'bash {job}', if: \"event == 'manual'\"}}\n")
+    driver = _start(repo, "run")
+    try:
+        _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+    finally:
+        driver.kill()
+        driver.communicate(timeout=60)
+    again = run_cli("run", "--event", "push", "--json", cwd=repo, env={"CI": "1"})
+    assert again.code == 0, again.output
+    state = state_dir.locate(repo)
+    store = open_store(state)
+    try:
+        first = runs.get_run(store, 1)
+    finally:
+        store.dispose()
+    assert first.status == "failed"
+    assert "driver lost" in (first.message or "")

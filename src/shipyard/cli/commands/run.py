@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from shipyard.ci import runs
+from shipyard.ci import drivers, runs
 from shipyard.ci.logs import read_log
 from shipyard.ci.runner import (
     PreparedRun,
@@ -124,6 +124,9 @@ def run(
     for warning in prepared.warnings:
         out.warn(warning)
     store = ctx.store
+    # Runs whose driver died are put on record first (a hook's newer run supersedes only
+    # runs that someone still drives).
+    drivers.reconcile(store, actor=ctx.actor)
     title = (
         f"{prepared.pipeline.project} @ {prepared.commit[:12]}"
         f"{' (' + prepared.branch + ')' if prepared.branch else ''}"
