@@ -193,7 +193,8 @@ def status(
         ]
         weights: dict[str, int] = {}
         router_error: str | None = None
-        if state.active_version or running:
+        # Asking starts a router that is not running: only where one was set up already.
+        if state.active_version or any(d.progress.get("address") for d in running):
             try:
                 weights = target.router(settings).current_weights()
             except ShipyardError as error:  # a router that is down is shown as such
