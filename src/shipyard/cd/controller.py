@@ -3,7 +3,8 @@
 It holds a lease in the store (owner, expiry, renewed by a heartbeat and at every step);
 another process takes over only after the lease expires, and carries on from the stored
 progress, while the one that lost it stops at its next step. It acts on requested actions
-between steps: pause (the driver stops; exit 3), resume, abort (undo).
+between steps and while a strategy waits: pause (the driver stops; exit 3), resume, abort
+(undo). A strategy may also stop to wait for a person, who resumes it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shipyard.cd import deployments
-from shipyard.cd.deployments import Deployment
+from shipyard.cd.deployments import Deployment, DeploymentStatus
 from shipyard.cd.settings import DeploySettings
 from shipyard.cd.strategies import STRATEGIES, StepContext
 from shipyard.cd.targets import InstanceUnhealthy, Release, Target, TargetError
@@ -31,6 +32,8 @@ from shipyard.core.store import Store
 LEASE_TTL = timedelta(seconds=10)
 HEARTBEAT_S = 2.0
 QUEUE_POLL_S = 0.5
+WAIT_POLL_S = 0.1
+"""How often a strategy's wait looks for a pause or abort request (and a lost lease)."""
 
 
 class LeaseHeld(UserError):
@@ -46,7 +49,9 @@ class DeploymentFailed(CheckFailed):
 
 
 class _Pause(Exception):
-    pass
+    def __init__(self, why: str = "") -> None:
+        super().__init__(why)
+        self.why = why
 
 
 class _Abort(Exception):
@@ -83,7 +88,7 @@ class Controller:
             # nobody else started a driver for it: this one carries on.
             current = deployments.get(self.store, deployment_id)
             asked = current.requested_action
-            if current.status != "paused" or asked not in ("resume", "abort"):
+            if current.status != DeploymentStatus.PAUSED or asked not in ("resume", "abort"):
                 raise
             if driver_alive(current):
                 raise  # somebody else drives it now
@@ -130,7 +135,7 @@ class Controller:
             if not ahead:
                 return
             first = ahead[0]
-            if first.status == "paused":
+            if first.status == DeploymentStatus.PAUSED:
                 raise DeploymentPaused(
                     f"deployment {first.id} of {me.environment} is paused; {me.id} waits for it",
                     hint=f"resume or abort it: shipyard deployments resume|abort {first.id}",
@@ -150,24 +155,38 @@ class Controller:
         current = deployments.get(self.store, deployment_id)
         if current.finished:
             return current
-        if current.status == "aborted":
+        if current.status == DeploymentStatus.ABORTED:
             return self._roll_back(current, "aborted earlier")
         if current.requested_action == "abort":  # asked while nobody drove it
             deployments.take_request(self.store, current.id)
             deployments.transition(
-                self.store, current.id, "aborted", actor=self.actor, message="abort requested"
+                self.store,
+                current.id,
+                DeploymentStatus.ABORTED,
+                actor=self.actor,
+                message="abort requested",
             )
             return self._roll_back(
                 deployments.get(self.store, current.id),
                 "aborted; the previous version serves again",
             )
-        if current.status == "pending":
+        if current.status == DeploymentStatus.PENDING:
             current = deployments.transition(
-                self.store, current.id, "progressing", actor=self.actor
+                self.store, current.id, DeploymentStatus.PROGRESSING, actor=self.actor
             )
-        elif current.status == "paused":
+        elif current.status == DeploymentStatus.PAUSED:
+            awaiting = current.progress.get("awaiting")
+            if awaiting:  # a person resumes what a strategy waited for: it may go on
+                released = [*current.progress.get("released", []), awaiting]
+                progress_now = {**current.progress, "released": released}
+                progress_now.pop("awaiting")
+                deployments.save_progress(self.store, current.id, progress_now)
             current = deployments.transition(
-                self.store, current.id, "progressing", actor=self.actor, message="resumed"
+                self.store,
+                current.id,
+                DeploymentStatus.PROGRESSING,
+                actor=self.actor,
+                message="resumed",
             )
         settings = DeploySettings.from_json(current.settings["deploy"])
         previous = current.settings.get("previous")
@@ -192,6 +211,8 @@ class Controller:
             save=lambda p: deployments.save_progress(self.store, current.id, p),
             checkpoint=lambda: self._checkpoint(current.id),
             previous_settings=DeploySettings.from_json(previous) if previous else None,
+            wait=lambda seconds: self._wait(current.id, seconds),
+            wait_for_person=lambda point, why: self._wait_for_person(ctx, point, why),
         )
         ctx.save(progress)
         try:
@@ -206,24 +227,39 @@ class Controller:
                 f"{deployments.get(self.store, current.id).lease_owner} now; this driver stopped",
                 hint="its lease expired before it was renewed; the other driver carries on",
             ) from None
-        except _Pause:
-            deployments.transition(self.store, current.id, "paused", actor=self.actor)
+        except _Pause as pause:
+            deployments.transition(
+                self.store,
+                current.id,
+                DeploymentStatus.PAUSED,
+                actor=self.actor,
+                message=pause.why or None,
+            )
             self.on_event(f"deployment {current.id} paused")
             raise DeploymentPaused(
-                f"deployment {current.id} is paused",
-                hint=f"shipyard deployments resume {current.id}",
+                f"deployment {current.id} is paused" + (f": {pause.why}" if pause.why else ""),
+                hint=f"continue with 'shipyard deployments resume {current.id}', "
+                f"or 'shipyard deployments abort {current.id}'",
             ) from None
         except _Abort:
             deployments.transition(
-                self.store, current.id, "aborted", actor=self.actor, message="abort requested"
+                self.store,
+                current.id,
+                DeploymentStatus.ABORTED,
+                actor=self.actor,
+                message="abort requested",
             )
             return self._undo_and_finish(
-                current, strategy, ctx, "rolled_back", "aborted; the previous version serves again"
+                current,
+                strategy,
+                ctx,
+                DeploymentStatus.ROLLED_BACK,
+                "aborted; the previous version serves again",
             )
         except (InstanceUnhealthy, TargetError, ShipyardError) as error:
             masker = _masker_of(ctx)  # the error may quote what the service wrote
             problem = masker.mask(error.message)
-            self._undo_and_finish(current, strategy, ctx, "failed", problem)
+            self._undo_and_finish(current, strategy, ctx, DeploymentStatus.FAILED, problem)
             raise DeploymentFailed(
                 f"deployment {current.id} of {current.version} failed: {problem}",
                 hint=masker.mask(error.hint) if error.hint else None,
@@ -233,10 +269,17 @@ class Controller:
         self.on_event(
             f"{current.version} serves {current.environment} at {after.router.get('address')}"
         )
-        return deployments.transition(self.store, current.id, "succeeded", actor=self.actor)
+        return deployments.transition(
+            self.store, current.id, DeploymentStatus.SUCCEEDED, actor=self.actor
+        )
 
     def _undo_and_finish(
-        self, current: Deployment, strategy: Any, ctx: StepContext, status: str, message: str
+        self,
+        current: Deployment,
+        strategy: Any,
+        ctx: StepContext,
+        status: DeploymentStatus,
+        message: str,
     ) -> Deployment:
         try:
             strategy.undo(ctx)
@@ -274,11 +317,12 @@ class Controller:
             progress=progress,
             save=lambda p: deployments.save_progress(self.store, current.id, p),
             checkpoint=lambda: None,
+            wait=lambda _seconds: None,
             # A recreate stopped the old version: putting it back needs its settings.
             previous_settings=DeploySettings.from_json(previous) if previous else None,
         )
         return self._undo_and_finish(
-            current, STRATEGIES[current.strategy](), ctx, "rolled_back", why
+            current, STRATEGIES[current.strategy](), ctx, DeploymentStatus.ROLLED_BACK, why
         )
 
     def _checkpoint(self, deployment_id: int) -> None:
@@ -289,6 +333,25 @@ class Controller:
             raise _Pause
         if action == "abort":
             raise _Abort
+
+    def _wait(self, deployment_id: int, seconds: float) -> None:
+        """Let ``seconds`` pass, acting on a pause or abort request within WAIT_POLL_S."""
+        deadline = time.monotonic() + seconds
+        self._checkpoint(deployment_id)
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(WAIT_POLL_S, left))
+            now = deployments.get(self.store, deployment_id)
+            if now.requested_action in ("pause", "abort") or now.lease_owner != self.owner:
+                self._checkpoint(deployment_id)
+
+    def _wait_for_person(self, ctx: StepContext, point: str, why: str) -> None:
+        """Pause the deployment at ``point`` until a person resumes it (once per point)."""
+        if point in ctx.progress.get("released", []):
+            return
+        self._checkpoint(ctx.deployment_id)
+        ctx.progress["awaiting"] = point
+        ctx.save(ctx.progress)
+        raise _Pause(why)
 
 
 def _masker_of(ctx: StepContext) -> Masker:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select, update
@@ -20,13 +21,28 @@ from shipyard.core.errors import NotFoundError, UserError
 from shipyard.core.store import Store
 from shipyard.core.store.tables import deployments, environment_state
 
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "pending": frozenset({"progressing", "aborted", "failed"}),
-    "progressing": frozenset({"paused", "succeeded", "aborted", "failed"}),
-    "paused": frozenset({"progressing", "aborted", "failed"}),
-    "aborted": frozenset({"rolled_back", "failed"}),
+
+class DeploymentStatus(StrEnum):
+    """Where a deployment is in its state machine; the values are what the store and JSON hold."""
+
+    PENDING = "pending"
+    PROGRESSING = "progressing"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    ABORTED = "aborted"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+
+Status = DeploymentStatus
+
+TRANSITIONS: dict[DeploymentStatus, frozenset[DeploymentStatus]] = {
+    Status.PENDING: frozenset({Status.PROGRESSING, Status.ABORTED, Status.FAILED}),
+    Status.PROGRESSING: frozenset({Status.PAUSED, Status.SUCCEEDED, Status.ABORTED, Status.FAILED}),
+    Status.PAUSED: frozenset({Status.PROGRESSING, Status.ABORTED, Status.FAILED}),
+    Status.ABORTED: frozenset({Status.ROLLED_BACK, Status.FAILED}),
 }
-FINAL = frozenset({"succeeded", "rolled_back", "failed"})
+FINAL = frozenset({Status.SUCCEEDED, Status.ROLLED_BACK, Status.FAILED})
 ACTIONS = ("pause", "resume", "abort")
 
 
@@ -52,7 +68,7 @@ class Deployment:
     version: str
     kind: str
     strategy: str
-    status: str
+    status: DeploymentStatus
     previous_version: str | None
     settings: Mapping[str, Any]
     progress: Mapping[str, Any]
@@ -84,7 +100,7 @@ class Deployment:
             "version": self.version,
             "kind": self.kind,
             "strategy": self.strategy,
-            "status": self.status,
+            "status": self.status.value,
             "previous_version": self.previous_version,
             "progress": dict(self.progress),
             "requested_action": self.requested_action,
@@ -170,7 +186,7 @@ def create(
                 version=version,
                 kind=kind,
                 strategy=strategy,
-                status="pending",
+                status=Status.PENDING.value,
                 previous_version=previous_version,
                 settings=json.dumps(dict(settings), sort_keys=True),
                 progress="{}",
@@ -198,9 +214,15 @@ def create(
 
 
 def transition(
-    store: Store, deployment_id: int, to: str, *, actor: str, message: str | None = None
+    store: Store,
+    deployment_id: int,
+    to: DeploymentStatus | str,
+    *,
+    actor: str,
+    message: str | None = None,
 ) -> Deployment:
     """Move a deployment to ``to`` if that is legal; audited and announced."""
+    to = DeploymentStatus(to)
     now = datetime.now(UTC)
     with store.write() as conn:
         current = _get(conn, deployment_id)
@@ -208,7 +230,7 @@ def transition(
             raise IllegalTransition(
                 f"deployment {deployment_id} is {current.status}; it cannot become {to}"
             )
-        values: dict[str, Any] = {"status": to, "updated_at": now}
+        values: dict[str, Any] = {"status": to.value, "updated_at": now}
         if message is not None:
             values["message"] = message
         if to in FINAL:
@@ -218,8 +240,8 @@ def transition(
         conn.execute(update(deployments).where(deployments.c.id == deployment_id).values(**values))
         moved = _get(conn, deployment_id)
         details = {
-            "from": current.status,
-            "to": to,
+            "from": current.status.value,
+            "to": to.value,
             "environment": current.environment,
             "version": current.version,
             "message": message,
@@ -251,7 +273,11 @@ def request(store: Store, deployment_id: int, action: str, *, actor: str) -> Dep
         current = _get(conn, deployment_id)
         if current.finished:
             raise DeploymentError(f"deployment {deployment_id} is {current.status} already")
-        if action == "resume" and current.status not in ("paused", "progressing", "pending"):
+        if action == "resume" and current.status not in (
+            Status.PAUSED,
+            Status.PROGRESSING,
+            Status.PENDING,
+        ):
             raise DeploymentError(f"deployment {deployment_id} is {current.status}")
         if current.requested_action == "abort" and action != "abort":
             raise DeploymentError(
@@ -267,7 +293,7 @@ def request(store: Store, deployment_id: int, action: str, *, actor: str) -> Dep
             actor=actor,
             action=f"deployment.{action}_requested",
             subject=current.subject,
-            details={"status": current.status},
+            details={"status": current.status.value},
         )
         return _get(conn, deployment_id)
 
@@ -568,7 +594,7 @@ def _unfinished(conn: Connection, project: str, environment: str) -> list[Deploy
             and_(
                 deployments.c.project == project,
                 deployments.c.environment == environment,
-                deployments.c.status.not_in(list(FINAL)),
+                deployments.c.status.not_in([status.value for status in FINAL]),
             )
         )
         .order_by(deployments.c.id)
@@ -594,7 +620,7 @@ def _to_deployment(row: Any) -> Deployment:
         version=row.version,
         kind=row.kind,
         strategy=row.strategy,
-        status=row.status,
+        status=DeploymentStatus(row.status),
         previous_version=row.previous_version,
         settings=json.loads(row.settings),
         progress=json.loads(row.progress),

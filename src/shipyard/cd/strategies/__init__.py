@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from shipyard.cd.strategies.base import StepContext, Strategy
 from shipyard.cd.strategies.blue_green import BlueGreen
+from shipyard.cd.strategies.canary import Canary
 from shipyard.cd.strategies.recreate import Recreate
 from shipyard.cd.strategies.rolling import Rolling
 from shipyard.cd.strategies.switch import WarmSwitch
 
 STRATEGIES: dict[str, type[Strategy]] = {
     BlueGreen.name: BlueGreen,
+    Canary.name: Canary,
     Recreate.name: Recreate,
     Rolling.name: Rolling,
     WarmSwitch.name: WarmSwitch,
@@ -23,6 +25,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
 __all__ = [
     "STRATEGIES",
     "BlueGreen",
+    "Canary",
     "Recreate",
     "Rolling",
     "StepContext",

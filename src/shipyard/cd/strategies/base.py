@@ -7,6 +7,7 @@ checkpoint, where a requested pause or abort takes effect. Strategies never touc
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -42,6 +43,11 @@ class StepContext:
     checkpoint: Callable[[], None]
     previous_settings: DeploySettings | None = None
     notes: list[str] = field(default_factory=list)
+    wait: Callable[[float], None] = time.sleep
+    """Let seconds pass; a pause or abort asked meanwhile takes effect at once (as checkpoint)."""
+    wait_for_person: Callable[[str, str], None] = lambda point, why: None
+    """Pause the deployment at ``point`` (saying ``why``) until a person resumes it; returns
+    at once if a person resumed it there already."""
 
     def done(self, step: str, **values: Any) -> None:
         """Record that ``step`` is done (with what it produced) before going on."""

@@ -54,9 +54,7 @@ class BlueGreen(Strategy):
             active_deployment=ctx.deployment_id,
             warm_version=old_version if keeps_old else None,
             warm_deployment=ctx.before.active_deployment if keeps_old else None,
-            warm_until=now + options.rollback_window
-            if keeps_old
-            else None,
+            warm_until=now + options.rollback_window if keeps_old else None,
             instances={
                 "active": [i.as_json() for i in new],
                 "warm": [i.as_json() for i in old] if keeps_old else [],
