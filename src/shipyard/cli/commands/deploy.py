@@ -98,7 +98,7 @@ def deploy(
     file: FileOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Deploy a release to an environment with its strategy (recreate or blue-green)."""
+    """Deploy a release to an environment: recreate, blue-green, rolling or canary."""
     out = Output(json_mode=json_)
     ctx = Context()
     config, settings = _environment(ctx, file, env)
