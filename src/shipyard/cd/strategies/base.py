@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -123,3 +124,21 @@ def new_instances(ctx: StepContext) -> list[InstanceRef]:
         ctx.target.wait_healthy(instances, ctx.settings)
         ctx.done("healthy")
     return instances
+
+
+def serving_only(
+    ctx: StepContext, new: Sequence[InstanceRef], address: str | None
+) -> EnvironmentState:
+    """What the environment runs once the new version serves alone, nothing kept warm."""
+    return EnvironmentState(
+        project=ctx.settings.project,
+        environment=ctx.settings.environment,
+        active_version=ctx.release.version,
+        active_deployment=ctx.deployment_id,
+        warm_version=None,
+        warm_deployment=None,
+        warm_until=None,
+        instances={"active": [i.as_json() for i in new], "warm": []},
+        router={"address": address},
+        since=datetime.now(UTC),
+    )

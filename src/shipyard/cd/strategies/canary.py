@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from shipyard.cd.deployments import EnvironmentState
 from shipyard.cd.settings import DeploySettings
-from shipyard.cd.strategies.base import StepContext, Strategy, new_instances
+from shipyard.cd.strategies.base import StepContext, Strategy, new_instances, serving_only
 from shipyard.cd.targets import InstanceRef
 from shipyard.cd.traffic import Weights
 from shipyard.core.config.delivery import Canary as CanaryOptions
@@ -83,19 +83,7 @@ class Canary(Strategy):
                 ctx.router.set_weights(final)  # stable leaves the router before it stops
             ctx.target.stop(retired)
             ctx.done("retired")
-        now = datetime.now(UTC)
-        return EnvironmentState(
-            project=ctx.settings.project,
-            environment=ctx.settings.environment,
-            active_version=ctx.release.version,
-            active_deployment=ctx.deployment_id,
-            warm_version=None,
-            warm_deployment=None,
-            warm_until=None,
-            instances={"active": [i.as_json() for i in new], "warm": []},
-            router={"address": ctx.progress.get("address")},
-            since=now,
-        )
+        return serving_only(ctx, new, ctx.progress.get("address"))
 
     def undo(self, ctx: StepContext) -> None:
         """All traffic back to stable in one change (if the canary had any), then stop it."""

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from shipyard.cd.deployments import EnvironmentState
-from shipyard.cd.strategies.base import StepContext, Strategy, new_instances
+from shipyard.cd.strategies.base import StepContext, Strategy, new_instances, serving_only
 from shipyard.cd.targets import Release
 from shipyard.cd.traffic import Weights
 
@@ -27,19 +25,7 @@ class Recreate(Strategy):
         new = new_instances(ctx)
         address = ctx.router.set_weights(Weights.all_to(ctx.release.version, new))
         ctx.done("switched", address=address)
-        now = datetime.now(UTC)
-        return EnvironmentState(
-            project=ctx.settings.project,
-            environment=ctx.settings.environment,
-            active_version=ctx.release.version,
-            active_deployment=ctx.deployment_id,
-            warm_version=None,
-            warm_deployment=None,
-            warm_until=None,
-            instances={"active": [i.as_json() for i in new], "warm": []},
-            router={"address": address},
-            since=now,
-        )
+        return serving_only(ctx, new, address)
 
     def undo(self, ctx: StepContext) -> None:
         """Stop the new instances and bring the old version back, as it was."""

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from shipyard.cd.deployments import EnvironmentState
 from shipyard.cd.instances import InstanceRef
 from shipyard.cd.settings import DeploySettings
-from shipyard.cd.strategies.base import StepContext, Strategy
+from shipyard.cd.strategies.base import StepContext, Strategy, serving_only
 from shipyard.cd.targets import Release, TargetError
 from shipyard.cd.traffic import Weights
 from shipyard.core.config.delivery import Rolling as RollingOptions
@@ -122,18 +121,7 @@ class Rolling(Strategy):
                 ctx.done("switched", address=ctx.router.set_weights(weights))
             ctx.target.stop(ctx.warm_instances())
             ctx.done("retired")
-        return EnvironmentState(
-            project=ctx.settings.project,
-            environment=ctx.settings.environment,
-            active_version=ctx.release.version,
-            active_deployment=ctx.deployment_id,
-            warm_version=None,
-            warm_deployment=None,
-            warm_until=None,
-            instances={"active": [i.as_json() for i in roll.new], "warm": []},
-            router={"address": ctx.progress.get("address")},
-            since=datetime.now(UTC),
-        )
+        return serving_only(ctx, roll.new, ctx.progress.get("address"))
 
     def undo(self, ctx: StepContext) -> None:
         """Traffic back to the old version's remaining instances, as many as before (started
