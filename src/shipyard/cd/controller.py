@@ -9,6 +9,7 @@ between steps and while a strategy waits: pause (the driver stops; exit 3), resu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -18,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from shipyard.cd import deployments
 from shipyard.cd.deployments import Deployment, DeploymentStatus
@@ -125,7 +128,10 @@ class Controller:
 
     def _heartbeat(self, deployment_id: int, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_S):
-            deployments.acquire_lease(self.store, deployment_id, self.owner, LEASE_TTL)
+            # A busy or briefly unreachable database must not end the heartbeat for good:
+            # the next beat tries again, well before the lease runs out.
+            with contextlib.suppress(ShipyardError, SQLAlchemyError):
+                deployments.acquire_lease(self.store, deployment_id, self.owner, LEASE_TTL)
 
     def _wait_for_queue(self, deployment_id: int) -> None:
         """One deployment per environment: wait for (or take over) those asked for earlier."""
