@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -63,6 +64,8 @@ class AdminApi:
     def __init__(self, router: Controlled, token: str) -> None:
         self.router = router
         self._token = token.encode()
+        self._installed: tuple[int, float] | None = None
+        """The revision last installed through this API and when (Unix time, router clock)."""
         self._routes: dict[tuple[bytes, bytes], _Handler] = {
             (b"GET", b"/health"): self._health,
             (b"GET", b"/routes"): self._get_routes,
@@ -145,23 +148,40 @@ class AdminApi:
         return 200, self.router.health()
 
     async def _get_routes(self, _: Any) -> tuple[int, Any]:
-        return 200, self.router.routes_view()
+        return 200, self._routes_view()
+
+    async def _apply(
+        self, change: Callable[[RouteTable], RouteTable], expect_revision: int | None
+    ) -> None:
+        revision = await self.router.apply(change, expect_revision)
+        if self._installed is None or self._installed[0] != revision:
+            # apply returns right after the new table is installed, before any other request
+            self._installed = (revision, time.time())
+
+    def _routes_view(self) -> dict[str, Any]:
+        """The routes, with ``installed_at``: when the current revision was installed through
+        this API (Unix seconds), or None for a table restored at start."""
+        view = self.router.routes_view()
+        installed = self._installed
+        fresh = installed is not None and installed[0] == view.get("revision")
+        view["installed_at"] = installed[1] if installed is not None and fresh else None
+        return view
 
     async def _put_routes(self, payload: Any) -> tuple[int, Any]:
         expected = _expected_revision(payload)
         if not isinstance(payload, dict) or "routes" not in payload:
             raise InvalidRoutes(["send {'routes': {...}, 'expect_revision': N (optional)}"])
         table = RouteTable.from_json(payload["routes"])
-        await self.router.apply(lambda _: table, expected)
-        return 200, self.router.routes_view()
+        await self._apply(lambda _: table, expected)
+        return 200, self._routes_view()
 
     async def _put_weights(self, payload: Any) -> tuple[int, Any]:
         expected = _expected_revision(payload)
         weights = payload.get("weights") if isinstance(payload, dict) else None
         if not isinstance(weights, dict) or not weights:
             raise InvalidRoutes(["send {'weights': {VERSION: WEIGHT, ...}}"])
-        await self.router.apply(lambda table: table.with_weights(weights), expected)
-        return 200, self.router.routes_view()
+        await self._apply(lambda table: table.with_weights(weights), expected)
+        return 200, self._routes_view()
 
     async def _drain(self, payload: Any) -> tuple[int, Any]:
         return await self._set_drained(payload, drained=True)
@@ -173,8 +193,8 @@ class AdminApi:
         address = payload.get("address") if isinstance(payload, dict) else None
         if not isinstance(address, str):
             raise InvalidRoutes(["send {'address': 'HOST:PORT'}"])
-        await self.router.apply(lambda table: table.with_drained(address, drained), None)
-        return 200, self.router.routes_view()
+        await self._apply(lambda table: table.with_drained(address, drained), None)
+        return 200, self._routes_view()
 
     async def _stats(self, _: Any) -> tuple[int, Any]:
         return 200, self.router.stats.snapshot().as_json()
