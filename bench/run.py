@@ -92,6 +92,7 @@ def _load(name: str) -> object:
         raise SystemExit(f"no benchmark {name!r} ({path})")
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(HERE))
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
     spec.loader.exec_module(module)
     return module
 
