@@ -105,12 +105,13 @@ def _whole_canary(report: Any, repo: Path, env: dict[str, str]) -> None:
     for index, change in enumerate(steps):
         following = steps[index + 1].installed_at if index + 1 < len(steps) else float("inf")
         seen = Counter(
-            version for at, version in load.answers if change.installed_at <= at < following
+            version for sent, _, version in load.answers if change.installed_at <= sent < following
         )
         total = sum(seen.values())
         share = 100 * seen[CANARY] / total if total else 0.0
         report.figure(
-            f"whole canary, step {index + 1} at {change.weights[CANARY]}%: canary's share seen",
+            f"whole canary, step {index + 1} at {change.weights[CANARY]}%: canary's share of "
+            "the requests sent in it",
             share,
             unit="%",
             note=", ".join(f"{v}: {n}" for v, n in sorted(seen.items())),
@@ -144,8 +145,8 @@ def _aborts(report: Any, repo: Path, env: dict[str, str]) -> None:
         installed = back[0].installed_at
         from_request.append(installed - requested)
         from_driver.append(installed - acted)
-        last_canary = max((at for at, v in load.answers if v != STABLE), default=requested)
-        first_stable_for_good = min(at for at, v in load.answers if at > last_canary)
+        last_canary = max((at for _, at, v in load.answers if v != STABLE), default=requested)
+        first_stable_for_good = min(at for _, at, _ in load.answers if at > last_canary)
         client_side.append(first_stable_for_good - requested)
         failures += load.failures
         answered += len(load.answers)
@@ -259,8 +260,8 @@ class Load:
     """Client threads, each one request per PACE_S on a keep-alive connection to the router."""
 
     router: Router
-    answers: list[tuple[float, str]] = field(default_factory=list)
-    """(Unix time of the answer, the version that gave it)."""
+    answers: list[tuple[float, float, str]] = field(default_factory=list)
+    """(Unix time the request was sent, of its answer, the version that gave it)."""
     failures: int = 0
     problems: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -284,13 +285,14 @@ class Load:
         next_at = time.monotonic()
         while not self._stop.is_set():
             try:
+                sent = time.time()
                 connection.request("GET", "/")
                 response = connection.getresponse()
                 body = response.read().decode().strip()
                 if response.status != 200:
                     raise RuntimeError(f"HTTP {response.status}: {body[:80]}")
                 with self._lock:
-                    self.answers.append((time.time(), body))
+                    self.answers.append((sent, time.time(), body))
             except (OSError, http.client.HTTPException, RuntimeError) as error:
                 with self._lock:
                     self.failures += 1
