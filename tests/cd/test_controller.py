@@ -467,6 +467,25 @@ def test_a_driver_whose_lease_was_taken_over_stops_without_touching_anything(
     assert (now.status, now.lease_owner) == ("progressing", other)
 
 
+def test_a_driver_whose_lease_was_broken_never_takes_it_back(stage: Stage) -> None:
+    """Between a break and the next driver's take-over the lease is free: the old one stops."""
+    with_history(stage, "blue_green")
+    asked = stage.ask("0.2.0")
+    first = stage.controller(owner=f"{socket.gethostname()}:{os.getpid()}:f1rst000")
+
+    def broken() -> None:  # judged gone (its lease ran out); the next driver is not there yet
+        deployments.break_lease(stage.store, asked.id, first.owner, actor="test")
+
+    stage.target.at("wait_healthy", broken, call=ahead(stage, "wait_healthy"), after=True)
+    routed = len(stage.target.routes)
+    with pytest.raises(LeaseHeld, match="lease of deployment .* was broken"):
+        first.drive(asked.id)
+    assert stage.target.steps()[-1] == "wait_healthy"  # nothing after: no switch, no undo
+    assert len(stage.target.routes) == routed
+    now = stage.get(asked)
+    assert (now.status, now.lease_owner) == ("progressing", None)  # free for the next driver
+
+
 @pytest.mark.parametrize(("action", "status"), [("abort", "rolled_back"), ("resume", "succeeded")])
 def test_an_action_asked_while_the_driver_pauses_is_not_lost(
     stage: Stage, action: str, status: str

@@ -131,7 +131,7 @@ class Controller:
             # A busy or briefly unreachable database must not end the heartbeat for good:
             # the next beat tries again, well before the lease runs out.
             with contextlib.suppress(ShipyardError, SQLAlchemyError):
-                deployments.acquire_lease(self.store, deployment_id, self.owner, LEASE_TTL)
+                deployments.renew_lease(self.store, deployment_id, self.owner, LEASE_TTL)
 
     def _wait_for_queue(self, deployment_id: int) -> None:
         """One deployment per environment: wait for (or take over) those asked for earlier."""
@@ -228,10 +228,13 @@ class Controller:
             after = strategy.deploy(ctx)
         except _LeaseLost:
             # Another driver took over (this one's lease had expired): leave it everything.
+            holder = deployments.get(self.store, current.id).lease_owner
             raise LeaseHeld(
-                f"deployment {current.id} is driven by "
-                f"{deployments.get(self.store, current.id).lease_owner} now; this driver stopped",
-                hint="its lease expired before it was renewed; the other driver carries on",
+                f"deployment {current.id} is driven by {holder} now; this driver stopped"
+                if holder
+                else f"this driver's lease of deployment {current.id} was broken; it stopped",
+                hint="its lease expired before it was renewed; another driver carries on "
+                f"(shipyard deployments resume {current.id} starts one if none runs)",
             ) from None
         except _Pause as pause:
             deployments.transition(
@@ -332,7 +335,7 @@ class Controller:
         )
 
     def _checkpoint(self, deployment_id: int) -> None:
-        if not deployments.acquire_lease(self.store, deployment_id, self.owner, LEASE_TTL):
+        if not deployments.renew_lease(self.store, deployment_id, self.owner, LEASE_TTL):
             raise _LeaseLost
         action = deployments.take_request(self.store, deployment_id)
         if action == "pause":

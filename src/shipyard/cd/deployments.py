@@ -332,6 +332,22 @@ def acquire_lease(store: Store, deployment_id: int, owner: str, ttl: timedelta) 
         return result.rowcount == 1
 
 
+def renew_lease(store: Store, deployment_id: int, owner: str, ttl: timedelta) -> bool:
+    """Extend a lease ``owner`` still holds; False once it was broken or taken over.
+
+    Unlike ``acquire_lease`` it never takes a free lease: a driver whose lease was broken
+    must stop, not race the driver that is taking over.
+    """
+    now = datetime.now(UTC)
+    with store.write() as conn:
+        result = conn.execute(
+            update(deployments)
+            .where(deployments.c.id == deployment_id, deployments.c.lease_owner == owner)
+            .values(lease_expires_at=now + ttl)
+        )
+        return result.rowcount == 1
+
+
 def break_lease(store: Store, deployment_id: int, owner: str, *, actor: str) -> None:
     """Drop a lease whose holder is known to be dead (a process of this host that is gone)."""
     with store.write() as conn:
