@@ -35,7 +35,7 @@ from shipyard.core.store import Store
 LEASE_TTL = timedelta(seconds=10)
 HEARTBEAT_S = 2.0
 QUEUE_POLL_S = 0.5
-WAIT_POLL_S = 0.1
+WAIT_POLL_S = 0.02
 """How often a strategy's wait looks for a pause or abort request (and a lost lease)."""
 
 
