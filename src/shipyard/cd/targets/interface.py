@@ -75,6 +75,10 @@ class Target(ABC):
     def router(self, settings: DeploySettings) -> TrafficRouter:
         """The traffic router of the environment (started first where the target runs one)."""
 
+    def log_files(self, instance: InstanceRef) -> dict[str, Path]:
+        """Where an instance's output is kept, by stream (stdout, stderr); none by default."""
+        return {}
+
     def masker(self, names: Sequence[str]) -> Masker:
         """What hides the secrets it hands to instances (``names``) in their output; none here."""
         return Masker(())

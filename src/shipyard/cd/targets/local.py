@@ -275,6 +275,13 @@ class LocalTarget(Target):
                     ) from error
                 time.sleep(0.1)
 
+    def log_files(self, instance: InstanceRef) -> dict[str, Path]:
+        """The supervisor's log files of the instance (rotated copies beside them)."""
+        return {
+            stream: self.supervisor.log_path(instance.name, stream)
+            for stream in ("stdout", "stderr")
+        }
+
     def masker(self, names: Sequence[str]) -> Masker:
         """What hides the secrets named, and every one of the secrets file, in output."""
         return masker_for(names, environ=self.environ, secrets_file=secrets_file(self.state))

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -25,7 +25,7 @@ from shipyard.cd.delivery import (
 from shipyard.cd.reaper import ensure_reaper
 from shipyard.cd.settings import DeploySettings, settings_for
 from shipyard.cd.targets import InstanceRef, target_for
-from shipyard.cd.targets.local import LocalTarget, name_part
+from shipyard.cd.targets.local import name_part
 from shipyard.cli.context import Context
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
@@ -448,12 +448,12 @@ def logs(
             f"no instance of {env}{f' of version {version}' if version else ''} has logs",
             hint=f"deploy a release first: shipyard deploy VERSION --env {env}",
         )
-    target = LocalTarget(ctx.state)
-    supervisor, masker = target.supervisor, target.masker(settings.secrets)
+    target = target_for(ctx.state, settings)
+    masker = target.masker(settings.secrets)
     sources = [
-        _LogSource(ref, stream, supervisor.log_path(ref.name, stream))
+        _LogSource(ref, stream, path)
         for ref in refs
-        for stream in ("stdout", "stderr")
+        for stream, path in target.log_files(ref).items()
     ]
     collected: list[dict[str, str]] = []
     while True:
@@ -534,7 +534,7 @@ def _started_by(deployment: deployments.Deployment) -> list[InstanceRef]:
 class _LogSource:
     """One stream of one instance: its log file, read from where the last read stopped."""
 
-    def __init__(self, ref: InstanceRef, stream: Literal["stdout", "stderr"], path: Path) -> None:
+    def __init__(self, ref: InstanceRef, stream: str, path: Path) -> None:
         self.ref = ref
         self.stream = stream
         self.path = path
