@@ -6,7 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shipyard.core.errors import ConfigError
+from shipyard.monitor.providers.builtin import BUILTIN_METRICS, BuiltinProvider
+from shipyard.monitor.providers.command import CommandProvider
 from shipyard.monitor.providers.fake import FakeProvider
+from shipyard.monitor.providers.http import HttpProvider
 from shipyard.monitor.providers.interface import (
     BadMetricValue,
     Measurement,
@@ -16,6 +19,7 @@ from shipyard.monitor.providers.interface import (
     MetricsError,
     ProviderUnavailable,
 )
+from shipyard.monitor.providers.prometheus import prometheus_provider
 from shipyard.monitor.providers.traffic import TrafficSnapshot, VersionTraffic
 
 
@@ -26,8 +30,22 @@ class ProviderSources:
     traffic: Callable[[], TrafficSnapshot] | None = None
 
 
-PROVIDERS: dict[str, Callable[[ProviderSources], MetricProvider]] = {}
+def _builtin(sources: ProviderSources) -> MetricProvider:
+    if sources.traffic is None:
+        raise ProviderUnavailable(
+            "the builtin metric provider reads the router's statistics; there is no router here",
+            hint="use the builtin provider in an environment whose target runs Shipyard's router",
+        )
+    return BuiltinProvider(sources.traffic)
+
+
+PROVIDERS: dict[str, Callable[[ProviderSources], MetricProvider]] = {
+    "builtin": _builtin,
+    "http": lambda _sources: HttpProvider(),
+    "command": lambda _sources: CommandProvider(),
+}
 """Provider factories by the name ``provider:`` uses; each builds from the available sources."""
+PROVIDERS["prometheus"] = prometheus_provider
 
 
 def provider_for(
@@ -46,9 +64,13 @@ def provider_for(
 
 
 __all__ = [
+    "BUILTIN_METRICS",
     "PROVIDERS",
     "BadMetricValue",
+    "BuiltinProvider",
+    "CommandProvider",
     "FakeProvider",
+    "HttpProvider",
     "Measurement",
     "MetricProvider",
     "MetricQuery",
