@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import math
 import re
-import shlex
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -125,8 +124,10 @@ class MetricProvider(ABC):
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
-def substitute(template: str, query: MetricQuery, *, quote: bool = False) -> str:
-    """``template`` with ``{{version}}`` and ``{{env}}`` filled in (shell-quoted if ``quote``)."""
+def substitute(
+    template: str, query: MetricQuery, *, quote: Callable[[str], str] | None = None
+) -> str:
+    """``template`` with ``{{version}}`` and ``{{env}}`` filled in, each through ``quote``."""
     values = {"version": query.version, "env": query.environment}
 
     def fill(match: re.Match[str]) -> str:
@@ -136,6 +137,6 @@ def substitute(template: str, query: MetricQuery, *, quote: bool = False) -> str
                 f"metric {query.metric!r} uses an unknown placeholder {{{{{name}}}}}",
                 hint="the placeholders are {{version}} and {{env}}",
             )
-        return shlex.quote(values[name]) if quote else values[name]
+        return quote(values[name]) if quote else values[name]
 
     return _PLACEHOLDER.sub(fill, template)
