@@ -20,7 +20,6 @@ from shipyard.monitor.providers.interface import (
     ProviderUnavailable,
 )
 from shipyard.monitor.providers.prometheus import prometheus_provider
-from shipyard.monitor.providers.prometheus import prometheus_provider
 from shipyard.monitor.providers.traffic import TrafficSnapshot, VersionTraffic
 
 
@@ -46,7 +45,6 @@ PROVIDERS: dict[str, Callable[[ProviderSources], MetricProvider]] = {
     "command": lambda _sources: CommandProvider(),
 }
 """Provider factories by the name ``provider:`` uses; each builds from the available sources."""
-PROVIDERS["prometheus"] = prometheus_provider
 PROVIDERS["prometheus"] = prometheus_provider
 
 
