@@ -1,11 +1,13 @@
 """The ``service`` and ``environments`` sections: what runs, and where and how it is deployed.
 
-Validated raw form only; the CD pillar builds its runtime objects from it. It checks the
-command's ``{port}`` placeholder, signal names, strategy shapes and port numbers.
+Validated raw form only; the CD and monitor pillars build their runtime objects from it. It
+checks the command's ``{port}`` placeholder, signal names, strategy shapes, port numbers and
+analysis metrics' thresholds and provider keys (provider names are the monitor pillar's to check).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 from datetime import timedelta
@@ -21,7 +23,7 @@ from pydantic import (
 )
 
 from shipyard.core.config.pipeline import EnvName, Scalar
-from shipyard.core.config.problems import config_value_error, did_you_mean
+from shipyard.core.config.problems import config_value_error, describe_value, did_you_mean
 from shipyard.core.config.types import Duration, StrictModel, format_duration, parse_duration
 
 _ENV_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
@@ -258,6 +260,163 @@ class PromoteFrom(StrictModel):
     soak: Duration = timedelta(0)
 
 
+_METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+INCREASE_FORMS = "a percentage such as 20% or 150%, or a fraction such as 0.2"
+"""The forms ``max_increase`` may be written in, as shown in error messages."""
+
+PROVIDER_FIELDS: dict[str, tuple[str, ...]] = {
+    "builtin": (),
+    "prometheus": ("query",),
+    "http": ("url", "path"),
+    "command": ("command",),
+}
+"""The keys each provider Shipyard ships needs in a metric; other names are checked later."""
+
+
+def _check_metric_name(value: str) -> str:
+    if not _METRIC_NAME.fullmatch(value):
+        raise config_value_error(
+            f"{value!r} is not a metric name",
+            hint="use lower-case letters, digits and '_', starting with a letter (error_rate)",
+        )
+    return value
+
+
+def _check_provider_name(value: str) -> str:
+    if not _PROVIDER_NAME.fullmatch(value):
+        raise config_value_error(
+            f"{value!r} is not a provider name",
+            hint=did_you_mean(value, PROVIDER_FIELDS)
+            or f"write one of {', '.join(PROVIDER_FIELDS)}",
+        )
+    return value
+
+
+def parse_increase(value: object) -> float:
+    """Read ``20%`` or a fraction such as ``0.2`` (no upper limit), and return the fraction."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise config_value_error(
+            f"expected an increase, got {describe_value(value)}", hint=f"write {INCREASE_FORMS}"
+        )
+    text = str(value).strip()
+    per_cent = text.endswith("%")
+    try:
+        number = float(text.removesuffix("%").strip())
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise config_value_error(
+            f"{text!r} is not an increase" if text else "an increase cannot be empty",
+            hint=f"write {INCREASE_FORMS}",
+        )
+    if number < 0:
+        raise config_value_error(
+            f"an increase cannot be negative, got {text}",
+            hint="max_increase limits how much worse than the stable version the canary may be",
+        )
+    return number / 100 if per_cent else number
+
+
+def _format_increase(value: float) -> str:
+    return f"{value * 100:g}%"
+
+
+MetricName = Annotated[str, AfterValidator(_check_metric_name)]
+ProviderName = Annotated[str, AfterValidator(_check_provider_name)]
+Increase = Annotated[
+    float,
+    BeforeValidator(parse_increase),
+    PlainSerializer(_format_increase, return_type=str, when_used="json"),
+]
+"""A relative increase written as ``20%`` or a fraction (``0.2``); the value is the fraction."""
+
+
+class AnalysisMetric(StrictModel):
+    """One metric the analysis measures, where it comes from, and the thresholds it must keep."""
+
+    name: MetricName
+    provider: ProviderName
+    max: float | None = None
+    min: float | None = None
+    max_increase: Increase | None = None
+    query: str | None = Field(default=None, min_length=1)
+    url: str | None = Field(default=None, min_length=1)
+    path: str | None = Field(default=None, min_length=1)
+    command: str | None = Field(default=None, min_length=1)
+    min_requests: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _thresholds_and_provider_keys(self) -> AnalysisMetric:
+        if self.max is None and self.min is None and self.max_increase is None:
+            raise config_value_error(
+                f"metric {self.name!r} has no threshold",
+                hint="give it max, min or max_increase, for example {name: error_rate, "
+                "provider: builtin, max: 0.01}",
+            )
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise config_value_error(
+                f"min {self.min:g} is above max {self.max:g}: no value could pass",
+                hint="swap them, or drop one",
+                at=("min",),
+            )
+        needed = PROVIDER_FIELDS.get(self.provider)
+        if needed is None:
+            return self  # a provider of a plugin: the monitor pillar checks it when it builds it
+        for key in needed:
+            if getattr(self, key) is None:
+                raise config_value_error(
+                    f"the {self.provider} provider needs {key}",
+                    hint=_PROVIDER_HINTS[self.provider],
+                )
+        others = {key for keys in PROVIDER_FIELDS.values() for key in keys} - set(needed)
+        for key in sorted(others):
+            if getattr(self, key) is not None:
+                owner = next(name for name, keys in PROVIDER_FIELDS.items() if key in keys)
+                raise config_value_error(
+                    f"{key} is for the {owner} provider, not {self.provider}",
+                    hint=f"drop {key}, or write provider: {owner}",
+                    at=(key,),
+                )
+        return self
+
+
+_PROVIDER_HINTS = {
+    "prometheus": "write query: 'sum(rate(http_requests_total{version=\"{{version}}\"}[1m]))'",
+    "http": "write url: http://host/metrics.json and path: a.b.value",
+    "command": "write command: ./print-error-rate.sh",
+}
+
+
+class Analysis(StrictModel):
+    """The metrics judged while a new version runs, how often, and how many misses end it."""
+
+    interval: Duration = timedelta(seconds=10)
+    failure_limit: int = Field(default=2, ge=0, le=1000)
+    inconclusive_limit: int = Field(default=3, ge=0, le=1000)
+    metrics: list[AnalysisMetric] = Field(min_length=1, max_length=100)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise config_value_error("the interval must be at least 1s", hint="write interval: 10s")
+        return value
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> Analysis:
+        seen: set[str] = set()
+        for index, metric in enumerate(self.metrics):
+            if metric.name in seen:
+                raise config_value_error(
+                    f"metric {metric.name!r} is written twice",
+                    hint="give each metric its own name",
+                    at=("metrics", index, "name"),
+                )
+            seen.add(metric.name)
+        return self
+
+
 class Environment(StrictModel):
     """One environment: where it runs, how it is deployed, its own settings and secrets."""
 
@@ -269,6 +428,28 @@ class Environment(StrictModel):
     router: Router = Field(default_factory=Router)
     on_busy: Literal["queue", "supersede", "refuse"] = "queue"
     promote_from: PromoteFrom | None = None
+    analysis: Analysis | None = None
+    watch: Duration | None = None
+
+    @field_validator("watch")
+    @classmethod
+    def _watch_positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise config_value_error(
+                "the watch window must be longer than 0s",
+                hint="write watch: 10m, or drop watch to have no window",
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _watch_needs_analysis(self) -> Environment:
+        if self.watch is not None and self.analysis is None:
+            raise config_value_error(
+                "watch needs an analysis section: it is the analysis that watches",
+                hint="add analysis: {metrics: [{name: error_rate, provider: builtin, max: 0.01}]}",
+                at=("watch",),
+            )
+        return self
 
 
 Environments = dict[EnvironmentName, Environment]
