@@ -7,6 +7,7 @@ The URL shown in reasons drops credentials and the query string, which may carry
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -30,8 +31,10 @@ _STEP = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
 
 
 def parse_path(path: str, metric: str) -> tuple[str | int, ...]:
-    """The steps of ``a.b[0].c`` (a leading ``$.`` is allowed): keys as text, indexes as ints."""
+    """The steps of a path like ``a.b[0].c`` (``$`` alone is the whole document)."""
     text = path.strip()
+    if text == "$":
+        return ()
     if text.startswith("$"):
         text = text[1:]
     steps: list[str | int] = []
@@ -83,9 +86,7 @@ class HttpProvider(MetricProvider):
                 hint="the http provider GETs an http:// or https:// URL",
             )
         source = f"http GET {shown_url(url)} at {query.fields['path']}"
-        request = urllib.request.Request(  # noqa: S310 - the scheme is checked to be http(s)
-            url, headers={"Accept": "application/json"}
-        )
+        request = _request(url)
         try:
             with urllib.request.urlopen(request, timeout=query.timeout_seconds) as answer:  # noqa: S310
                 body = answer.read(MAX_BODY_BYTES + 1)
@@ -107,6 +108,22 @@ class HttpProvider(MetricProvider):
             printed = body[:_REASON_CHARS].decode("utf-8", "replace")
             return Measurement.no_data(f"the answer is not JSON: {printed!r}", source)
         return _number_at(document, steps, source)
+
+
+def _request(url: str) -> urllib.request.Request:
+    """A GET of ``url``; credentials in the URL become a basic Authorization header."""
+    parts = urllib.parse.urlsplit(url)
+    headers = {"Accept": "application/json"}
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        headers["Authorization"] = f"Basic {token}"
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        url = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return urllib.request.Request(url, headers=headers)  # noqa: S310 - checked to be http(s)
 
 
 def _number_at(document: object, steps: tuple[str | int, ...], source: str) -> Measurement:
