@@ -35,7 +35,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 """The newest migration; a test keeps it equal to the head of ``migrations/versions``."""
 
 metadata = MetaData(naming_convention=NAMING)
@@ -293,3 +293,24 @@ environment_state = Table(
     Column("since", UTCDateTime(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+measurements = Table(
+    "measurements",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("deployment_id", BigInteger, nullable=False),
+    Column("environment", String(64), nullable=False),
+    Column("phase", String(40), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("version", String(100), nullable=False),
+    Column("baseline_version", String(100), nullable=True),
+    Column("value", Float, nullable=True),
+    Column("baseline_value", Float, nullable=True),
+    Column("threshold", Text, nullable=False),
+    Column("verdict", String(20), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("measured_at", UTCDateTime(), nullable=False),
+)
+Index("ix_measurements_deployment_id", measurements.c.deployment_id)
