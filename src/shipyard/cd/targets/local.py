@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import os
 import re
@@ -28,6 +29,7 @@ from shipyard.cd.instances import InstanceRef
 from shipyard.cd.launch import Sealed
 from shipyard.cd.router.client import RouterClient
 from shipyard.cd.router.errors import RouterError
+from shipyard.cd.router.state import RouterFiles
 from shipyard.cd.settings import DeploySettings
 from shipyard.cd.supervisor import ProgramSpec, Supervisor, SupervisorError
 from shipyard.cd.targets.interface import InstanceUnhealthy, Release, Target, TargetError
@@ -227,10 +229,15 @@ class LocalTarget(Target):
         try:
             client = RouterClient.for_environment(self.state.root, settings.router_key)
             client.health()
-            return client
         except RouterError:
             pass
+        else:
+            self._write_scrape_target(settings)
+            return client
         port = settings.router_port or free_port()
+        # Prometheus scrapes the admin port: it stays the one written for this environment.
+        target_file = scrape_target_path(self.state.root, settings)
+        admin_port = _scrape_target_port(target_file) or free_port()
         self.supervisor.ensure_running()
         self.supervisor.add(
             ProgramSpec(
@@ -243,6 +250,8 @@ class LocalTarget(Target):
                     settings.router_key,
                     "--port",
                     str(port),
+                    "--admin-port",
+                    str(admin_port),
                     "--host",
                     settings.router_host,
                     "--state-dir",
@@ -266,14 +275,41 @@ class LocalTarget(Target):
             try:
                 client = RouterClient.for_environment(self.state.root, settings.router_key)
                 client.health()
-                return client
             except RouterError as error:
                 if time.monotonic() > deadline:
                     raise TargetError(
                         f"the router of {settings.environment} did not start: {error.message}",
-                        hint=f"is port {port} free? see its log: {self.supervisor.log_path(name)}",
+                        hint=f"are ports {port} and {admin_port} (admin, kept in {target_file}) "
+                        f"free? see its log: {self.supervisor.log_path(name)}",
                     ) from error
                 time.sleep(0.1)
+            else:
+                self._write_scrape_target(settings)
+                return client
+
+    def _write_scrape_target(self, settings: DeploySettings) -> None:
+        """Write the router's Prometheus file-SD target (its admin address), when it changed."""
+        address = RouterFiles.at(self.state.root, settings.router_key).read_address()
+        entry = {
+            "targets": [f"{address.host}:{address.port}"],
+            "labels": {"project": settings.project, "environment": settings.environment},
+        }
+        text = json.dumps([entry], indent=2) + "\n"
+        path = scrape_target_path(self.state.root, settings)
+        with contextlib.suppress(OSError):
+            if path.read_text(encoding="utf-8") == text:
+                return
+        # Prometheus watches the file: it must never see it half written.
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(text, encoding="utf-8")
+            partial.replace(path)
+        except OSError as exc:
+            raise TargetError(
+                f"cannot write the Prometheus target file {path}: {exc.strerror or exc}",
+                hint="make the state directory writable, or set SHIPYARD_HOME",
+            ) from exc
 
     def log_files(self, instance: InstanceRef) -> dict[str, Path]:
         """The supervisor's log files of the instance (rotated copies beside them)."""
@@ -317,6 +353,21 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def scrape_target_path(state_root: Path, settings: DeploySettings) -> Path:
+    """The Prometheus file-SD target file of an environment's router."""
+    return state_root / "prometheus" / f"{settings.router_key}.json"
+
+
+def _scrape_target_port(path: Path) -> int | None:
+    """The admin port a target file names, None without a usable one."""
+    try:
+        target = json.loads(path.read_text(encoding="utf-8"))[0]["targets"][0]
+        port = int(str(target).rsplit(":", 1)[1])
+    except (OSError, ValueError, LookupError, TypeError):
+        return None
+    return port if 0 < port < 65536 else None
 
 
 def name_part(text: str) -> str:
