@@ -337,16 +337,17 @@ def test_http_query_mistakes_are_user_errors(fields: dict[str, str], message: st
 
 def test_command_prints_a_number_with_version_and_env_quoted(tmp_path: Path) -> None:
     seen = tmp_path / "seen"
+    pwned = tmp_path / "pwned"
     asked = MetricQuery(
         "m",
         "pre prod",
-        "1.4.0;touch pwned",
+        f"1.4.0;touch {pwned}",
         fields={"command": f"printf '%s|%s' {{{{version}}}} {{{{env}}}} > {seen}; echo ' 0.042 '"},
     )
     measured = CommandProvider().measure(asked)
     assert measured.value == pytest.approx(0.042)
-    assert seen.read_text() == "1.4.0;touch pwned|pre prod"
-    assert not (Path.cwd() / "pwned").exists()
+    assert seen.read_text() == f"1.4.0;touch {pwned}|pre prod"
+    assert not pwned.exists()
 
 
 @pytest.mark.parametrize(
@@ -376,13 +377,25 @@ def test_command_reasons_are_cut_to_200_characters() -> None:
     assert len(printed.reason) <= 200 + len("printed '', not one number")
 
 
-def test_command_past_its_timeout_is_killed_and_no_data() -> None:
+def test_command_past_its_timeout_is_killed_with_what_it_started(tmp_path: Path) -> None:
+    started = tmp_path / "sleep.pid"
     asked = MetricQuery(
-        "m", "production", "1.0.0", fields={"command": "sleep 30; echo 1"}, timeout_seconds=0.3
+        "m",
+        "production",
+        "1.0.0",
+        fields={"command": f"sleep 30 & echo $! > {started}; wait; echo 1"},
+        timeout_seconds=2,
     )
     measured = CommandProvider().measure(asked)
     assert measured.value is None
-    assert measured.reason == "no answer within 0.3 s (the command was killed)"
+    assert measured.reason == "no answer within 2 s (the command was killed)"
+    # The background sleep held the output pipe, so the provider returning means it has exited:
+    # it is gone or a zombie waiting for its new parent, never still sleeping.
+    try:
+        stat = Path(f"/proc/{started.read_text().strip()}/stat").read_text()
+    except FileNotFoundError:
+        return
+    assert stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def test_command_without_a_command_is_a_user_error() -> None:
