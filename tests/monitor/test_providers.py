@@ -377,6 +377,17 @@ def test_command_reasons_are_cut_to_200_characters() -> None:
     assert len(printed.reason) <= 200 + len("printed '', not one number")
 
 
+def test_command_output_is_read_up_to_a_bound() -> None:
+    flood = "head -c 10000000 /dev/zero | tr '\\0' 1"
+    measured = CommandProvider().measure(query(command=flood))
+    assert measured.value is None
+    assert measured.reason == "printed more than 64 KiB, not one number"
+    noisy = CommandProvider().measure(query(command=f"{flood} >&2; echo failed >&2; exit 5"))
+    assert noisy.reason is not None
+    assert noisy.reason.endswith("1111failed")
+    assert len(noisy.reason) == 200
+
+
 def test_command_past_its_timeout_is_killed_with_what_it_started(tmp_path: Path) -> None:
     started = tmp_path / "sleep.pid"
     asked = MetricQuery(
