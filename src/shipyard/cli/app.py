@@ -55,6 +55,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("shipyard.cli.commands.environments", "env_app"),
     "down": ("shipyard.cli.commands.environments", "down"),
     "router": ("shipyard.cli.commands.router", "app"),
+    "analysis": ("shipyard.cli.commands.analysis", "app"),
     "audit": ("shipyard.cli.commands.audit", "app"),
     "db": ("shipyard.cli.commands.db", "app"),
 }
