@@ -159,3 +159,9 @@ def test_a_failure_ends_a_row_of_inconclusive_verdicts() -> None:
 def test_a_failure_outweighs_a_pause_in_the_same_interval() -> None:
     state = run(failure_limit=0, inconclusive_limit=0).after(interval(a=INCONCLUSIVE, b=FAIL))
     assert state.outcome is RunOutcome.FAIL
+
+
+def test_verdicts_are_the_ones_the_store_accepts() -> None:
+    from shipyard.core.measurements import VERDICT_NAMES
+
+    assert sorted(kind.value for kind in VerdictKind) == sorted(VERDICT_NAMES)
