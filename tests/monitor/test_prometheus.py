@@ -160,13 +160,15 @@ def _stop(process: subprocess.Popen[bytes] | None) -> None:
         process.wait()
 
 
-def _query(promql: str, version: str = "1.0.0", **fields: str) -> MetricQuery:
+def _query(
+    promql: str, version: str = "1.0.0", timeout: float = 10.0, **fields: str
+) -> MetricQuery:
     return MetricQuery(
         metric="requests",
         environment="production",
         version=version,
         fields={"query": promql, **fields},
-        timeout_seconds=10.0,
+        timeout_seconds=timeout,
     )
 
 
@@ -209,6 +211,11 @@ def test_the_registry_builds_it_and_the_metric_names_the_server(scraped: Scraped
         provider.measure(_query("vector(1)"))
     with pytest.raises(MetricQueryError, match="not a Prometheus URL"):
         provider.measure(_query("vector(1)", url="file:///etc/passwd"))
+
+
+def test_a_timeout_of_a_fraction_of_a_second_reaches_prometheus(scraped: Scraped) -> None:
+    measured = PrometheusProvider(scraped.url).measure(_query("vector(4)", timeout=0.75))
+    assert (measured.value, measured.reason) == (4.0, None)
 
 
 def test_no_series_is_no_value(scraped: Scraped) -> None:

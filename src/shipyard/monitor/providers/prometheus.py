@@ -56,7 +56,7 @@ class PrometheusProvider(MetricProvider):
         promql = substitute(query.field_value("query", self.name), query, quote=promql_string)
         base = self._server(query)
         source = f"prometheus {_shown(base)}: {promql}"
-        params = {"query": promql, "timeout": f"{query.timeout_seconds:g}s"}
+        params = {"query": promql, "timeout": f"{query.timeout_seconds:g}"}  # seconds
         url = f"{base}/api/v1/query?{urllib.parse.urlencode(params)}"
         # the scheme is checked to be http or https by _server
         request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
