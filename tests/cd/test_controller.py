@@ -478,7 +478,7 @@ def test_a_driver_whose_lease_was_broken_never_takes_it_back(stage: Stage) -> No
 
     stage.target.at("wait_healthy", broken, call=ahead(stage, "wait_healthy"), after=True)
     routed = len(stage.target.routes)
-    with pytest.raises(LeaseHeld, match="lease of deployment .* was broken"):
+    with pytest.raises(LeaseHeld, match=r"lease of deployment .* was broken"):
         first.drive(asked.id)
     assert stage.target.steps()[-1] == "wait_healthy"  # nothing after: no switch, no undo
     assert len(stage.target.routes) == routed
