@@ -404,7 +404,9 @@ def test_secrets_reach_the_program_but_no_config_or_log(
         import json, os, time
         from pathlib import Path
         names = ("API_TOKEN", "GREETING", "PATH")
-        Path({str(seen)!r}).write_text(json.dumps({{n: os.environ.get(n) for n in names}}))
+        part = Path({str(seen)!r} + ".part")  # whole or not there: never read half-written
+        part.write_text(json.dumps({{n: os.environ.get(n) for n in names}}))
+        part.replace({str(seen)!r})
         print("started without printing secrets", flush=True)
         while True:
             time.sleep(1)
@@ -443,7 +445,9 @@ def test_argv_reaches_the_program_exactly(
         f"""
         import json, sys, time
         from pathlib import Path
-        Path({str(seen)!r}).write_text(json.dumps(sys.argv[1:]))
+        part = Path({str(seen)!r} + ".part")  # whole or not there: never read half-written
+        part.write_text(json.dumps(sys.argv[1:]))
+        part.replace({str(seen)!r})
         while True:
             time.sleep(1)
         """,
