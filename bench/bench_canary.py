@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -25,8 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "webapp"
+from bench_cd import release_example_twice, shipyard
+
 STABLE, CANARY = "0.1.0", "0.2.0"
 ABORTS = 3
 """Aborted canaries per invocation (each during step 2, at 50 %)."""
@@ -64,7 +63,7 @@ def run(report: Any) -> None:
             "GIT_COMMITTER_NAME": "bench",
             "GIT_COMMITTER_EMAIL": "bench@example.com",
         }
-        _setup(repo, env)
+        release_example_twice(repo, env, CONFIG)
         try:
             _whole_canary(report, repo, env)
             _aborts(report, repo, env)
@@ -84,11 +83,11 @@ def run(report: Any) -> None:
 
 def _whole_canary(report: Any, repo: Path, env: dict[str, str]) -> None:
     """0.1.0 stable, then the canary of 0.2.0 through its three steps, under load."""
-    _shipyard(repo, env, "deploy", STABLE, "--env", "staging")
+    shipyard(repo, env, "deploy", STABLE, "--env", "staging")
     router = Router.of(repo, "webapp-staging")
     with Load(router) as load, RouteWatch(router) as watch:
         time.sleep(0.5)
-        seconds, _ = _shipyard(repo, env, "deploy", CANARY, "--env", "staging", "--json")
+        seconds, _ = shipyard(repo, env, "deploy", CANARY, "--env", "staging", "--json")
         time.sleep(0.5)
     report.figure(
         "whole canary under load: failed requests",
@@ -120,19 +119,19 @@ def _whole_canary(report: Any, repo: Path, env: dict[str, str]) -> None:
 
 def _aborts(report: Any, repo: Path, env: dict[str, str]) -> None:
     """Canaries aborted during step 2, under load: when stable had all of the traffic again."""
-    _shipyard(repo, env, "deploy", STABLE, "--env", "production")
+    shipyard(repo, env, "deploy", STABLE, "--env", "production")
     router = Router.of(repo, "webapp-production")
     from_request, from_driver, client_side = [], [], []
     failures = answered = 0
     for _ in range(ABORTS):
         with Load(router) as load, RouteWatch(router) as watch:
-            _, output = _shipyard(
+            _, output = shipyard(
                 repo, env, "deploy", CANARY, "--env", "production", "--no-wait", "--json"
             )
             deployment = int(json.loads(output)["id"])
             watch.wait_for(lambda w: w.get(CANARY) == 50, timeout=60)
             time.sleep(1.0)  # well inside step 2's pause of 3 s
-            _shipyard(repo, env, "deployments", "abort", str(deployment))
+            shipyard(repo, env, "deployments", "abort", str(deployment))
             _wait_final(repo, env, deployment)
             time.sleep(0.3)
         requested = _audit_time(repo, env, "deployment.abort_requested", deployment)
@@ -307,7 +306,7 @@ class Load:
 def _wait_final(repo: Path, env: dict[str, str], deployment: int) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        _, output = _shipyard(repo, env, "deployments", "show", str(deployment), "--json")
+        _, output = shipyard(repo, env, "deployments", "show", str(deployment), "--json")
         if json.loads(output)["status"] in FINAL:
             return
         time.sleep(0.2)
@@ -316,42 +315,8 @@ def _wait_final(repo: Path, env: dict[str, str], deployment: int) -> None:
 
 def _audit_time(repo: Path, env: dict[str, str], action: str, deployment: int) -> float:
     """Unix time of the newest audit event ``action`` (of this deployment)."""
-    _, output = _shipyard(repo, env, "audit", "list", "--action", action, "--json")
+    _, output = shipyard(repo, env, "audit", "list", "--action", action, "--json")
     events = json.loads(output)
     if not events:
         raise RuntimeError(f"no audit event {action} for deployment {deployment}")
     return datetime.fromisoformat(events[-1]["time"]).timestamp()
-
-
-def _setup(repo: Path, env: dict[str, str]) -> None:
-    repo.mkdir()
-    for item in ("app", "VERSION", "pyproject.toml"):
-        source = EXAMPLE / item
-        if source.is_dir():
-            shutil.copytree(source, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, repo / item)
-    (repo / "shipyard.yaml").write_text(CONFIG)
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "feat: a"]):
-        subprocess.run(["git", *args], cwd=repo, env=env, check=True)
-    _shipyard(repo, env, "keys", "generate")
-    _shipyard(repo, env, "release")
-    subprocess.run(
-        ["git", "commit", "-q", "--allow-empty", "-m", "feat: b"], cwd=repo, env=env, check=True
-    )
-    _shipyard(repo, env, "release")
-
-
-def _shipyard(repo: Path, env: dict[str, str], *args: str) -> tuple[float, str]:
-    started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "shipyard", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"shipyard {' '.join(args)} (exit {result.returncode}): {result.stderr}")
-    return time.perf_counter() - started, result.stdout

@@ -50,14 +50,14 @@ def run(report: object) -> None:
             "GIT_COMMITTER_NAME": "bench",
             "GIT_COMMITTER_EMAIL": "bench@example.com",
         }
-        _setup(repo, env)
+        release_example_twice(repo, env)
         try:
             deploys, phases = [], []
             whole, admin = [], []
             version_a, version_b = "0.1.0", "0.2.0"
-            seconds, _ = _shipyard(repo, env, "deploy", version_a, "--env", "staging")
+            seconds, _ = shipyard(repo, env, "deploy", version_a, "--env", "staging")
             for _ in range(ROUNDS):
-                seconds, output = _shipyard(
+                seconds, output = shipyard(
                     repo, env, "deploy", version_b, "--env", "staging", "--json"
                 )
                 deploys.append(seconds)
@@ -123,7 +123,8 @@ def _admin_calls(repo: Path) -> float:
     return statistics.median(timings)
 
 
-def _setup(repo: Path, env: dict[str, str]) -> None:
+def release_example_twice(repo: Path, env: dict[str, str], config: str = CONFIG) -> None:
+    """A repository around examples/webapp with ``config``, released as 0.1.0 and 0.2.0."""
     repo.mkdir()
     for item in ("app", "VERSION", "pyproject.toml"):
         source = EXAMPLE / item
@@ -131,18 +132,19 @@ def _setup(repo: Path, env: dict[str, str]) -> None:
             shutil.copytree(source, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, repo / item)
-    (repo / "shipyard.yaml").write_text(CONFIG)
+    (repo / "shipyard.yaml").write_text(config)
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "feat: a"]):
         subprocess.run(["git", *args], cwd=repo, env=env, check=True)
-    _shipyard(repo, env, "keys", "generate")
-    _shipyard(repo, env, "release")
+    shipyard(repo, env, "keys", "generate")
+    shipyard(repo, env, "release")
     subprocess.run(
         ["git", "commit", "-q", "--allow-empty", "-m", "feat: b"], cwd=repo, env=env, check=True
     )
-    _shipyard(repo, env, "release")
+    shipyard(repo, env, "release")
 
 
-def _shipyard(repo: Path, env: dict[str, str], *args: str) -> tuple[float, str]:
+def shipyard(repo: Path, env: dict[str, str], *args: str) -> tuple[float, str]:
+    """Run ``shipyard ARGS`` in ``repo``: its wall time and stdout; RuntimeError if it fails."""
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "shipyard", *args],
@@ -153,12 +155,12 @@ def _shipyard(repo: Path, env: dict[str, str], *args: str) -> tuple[float, str]:
         check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"shipyard {' '.join(args)}: {result.stderr}")
+        raise RuntimeError(f"shipyard {' '.join(args)} (exit {result.returncode}): {result.stderr}")
     return time.perf_counter() - started, result.stdout
 
 
 def _router(repo: Path, env: dict[str, str]) -> tuple[str, int]:
-    _, output = _shipyard(repo, env, "status", "--env", "staging", "--json")
+    _, output = shipyard(repo, env, "status", "--env", "staging", "--json")
     address = json.loads(output)[0]["router"]["address"].removeprefix("http://")
     host, _, port = address.partition(":")
     return host, int(port)
