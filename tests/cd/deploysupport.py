@@ -6,6 +6,7 @@ milliseconds; a few tests still deploy real processes (tests/cd/test_deploy.py).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from shipyard.cd.settings import DeploySettings
@@ -40,3 +41,17 @@ def settings(
     }
     values.update(changes)
     return DeploySettings(**values)  # type: ignore[arg-type]
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webapp"
+"""The example service the real end-to-end deploys release and run."""
+
+
+def copy_example(repo: Path) -> None:
+    """Put the example service's files (its code, VERSION and pyproject.toml) in ``repo``."""
+    for item in ("app", "VERSION", "pyproject.toml"):
+        source = EXAMPLE / item
+        if source.is_dir():
+            shutil.copytree(source, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, repo / item)

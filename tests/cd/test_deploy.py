@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,11 +24,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from cd.deploysupport import copy_example
 from shipyard.cd.supervisor import Supervisor
 from shipyard.core import state as state_dir
 from support import CliResult, git, run_cli
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webapp"
 
 CONFIG = """project: webapp
 release:
@@ -110,12 +108,7 @@ def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     """The example service in a repository with a signing key and two releases."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("SHIPYARD_USER", "deployer@example.com")
-    for item in ("app", "VERSION", "pyproject.toml"):
-        source = EXAMPLE / item
-        if source.is_dir():
-            shutil.copytree(source, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, repo / item)
+    copy_example(repo)
     site = Site(repo)
     site.write_config()
     assert site.cli("keys", "generate").code == 0

@@ -4,7 +4,6 @@ everything of a state directory, warm versions stopped on time."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from cd.deploysupport import copy_example
 from shipyard.cd import deployments
 from shipyard.cd.settings import settings_for
 from shipyard.cd.supervisor import Supervisor
@@ -45,7 +45,6 @@ def test_a_health_string_that_is_no_path_names_the_key() -> None:
     assert "must be a URL path" in text
 
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webapp"
 SITE = """project: webapp
 release:
   version_files: [VERSION]
@@ -78,12 +77,7 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
 def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The example service released twice (0.1.0, 0.2.0), nothing deployed yet."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for item in ("app", "VERSION", "pyproject.toml"):
-        source = EXAMPLE / item
-        if source.is_dir():
-            shutil.copytree(source, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, repo / item)
+    copy_example(repo)
     (repo / "shipyard.yaml").write_text(SITE)
     assert cli(repo, "keys", "generate").code == 0
     for message in ("feat: one", "feat: two"):

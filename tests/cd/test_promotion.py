@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from cd.deploysupport import copy_example
 from shipyard.cd import deployments
 from shipyard.cd.controller import Controller, DeploymentFailed
 from shipyard.cd.deployments import Deployment
@@ -234,7 +235,6 @@ def test_a_bad_promote_from_is_a_clear_error_at_its_line(
 
 # Through the real command line: the example service, released, deployed as real processes.
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webapp"
 
 CONFIG = """project: webapp
 release:
@@ -288,12 +288,7 @@ class Site:
 def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("SHIPYARD_USER", "deployer@example.com")
-    for item in ("app", "VERSION", "pyproject.toml"):
-        source = EXAMPLE / item
-        if source.is_dir():
-            shutil.copytree(source, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, repo / item)
+    copy_example(repo)
     site = Site(repo)
     site.configure(soak="1h")
     assert site.cli("keys", "generate").code == 0

@@ -8,7 +8,6 @@ shows what only real processes can: no request fails while instances come and go
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import threading
 import time
@@ -20,12 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from cd.deploysupport import copy_example
 from shipyard.cd.router.client import RouterClient
 from shipyard.cd.supervisor import Supervisor
 from shipyard.core import state as state_dir
 from support import CliResult, git, run_cli
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webapp"
 
 CONFIG = """project: webapp
 release:
@@ -95,12 +93,7 @@ def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     """The example service, released as 0.1.0 and rolled out to staging on three instances."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("SHIPYARD_USER", "deployer@example.com")
-    for item in ("app", "VERSION", "pyproject.toml"):
-        source = EXAMPLE / item
-        if source.is_dir():
-            shutil.copytree(source, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, repo / item)
+    copy_example(repo)
     site = Site(repo)
     assert site.cli("keys", "generate").code == 0
     assert site.release("feat: the service") == "0.1.0"

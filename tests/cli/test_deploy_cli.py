@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cd.deploysupport import copy_example
 from shipyard.cd.router.client import RouterClient
 from shipyard.cd.router.routes import RouteTable
 from shipyard.cd.router.state import RouterFiles
@@ -169,7 +169,6 @@ def test_changing_weights_by_hand_is_audited_with_the_old_and_new_weights(
     assert [e["action"] for e in events].count("router.weights_changed") == 1
 
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webapp"
 SITE_CONFIG = """project: webapp
 release:
   version_files: [VERSION]
@@ -189,12 +188,7 @@ SERVE = "python3 -m app --port {port}"
 def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The example service released as 0.1.0 in a repository with a signing key."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for item in ("app", "VERSION", "pyproject.toml"):
-        source = EXAMPLE / item
-        if source.is_dir():
-            shutil.copytree(source, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, repo / item)
+    copy_example(repo)
     (repo / "shipyard.yaml").write_text(SITE_CONFIG.format(command=SERVE))
     assert cli(repo, "keys", "generate").code == 0
     _release(repo, "feat: the service")

@@ -5,7 +5,6 @@ router (a canary held by pauses that wait for a person)."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import time
 import urllib.request
@@ -16,11 +15,10 @@ from typing import Any
 
 import pytest
 
+from cd.deploysupport import copy_example
 from shipyard.cd.supervisor import Supervisor
 from shipyard.core import state as state_dir
 from support import CliResult, git, run_cli
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webapp"
 
 CONFIG = """project: webapp
 release:
@@ -50,12 +48,7 @@ def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     """The example service released twice (0.1.0, 0.2.0) in a repository with a signing key."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("SHIPYARD_USER", "deployer@example.com")
-    for item in ("app", "VERSION", "pyproject.toml"):
-        source = EXAMPLE / item
-        if source.is_dir():
-            shutil.copytree(source, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, repo / item)
+    copy_example(repo)
     (repo / "shipyard.yaml").write_text(CONFIG.format(port=_free_port()))
     assert cli(repo, "keys", "generate").code == 0
     try:
