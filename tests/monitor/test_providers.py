@@ -7,6 +7,7 @@ import json
 import socket
 import statistics
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -400,13 +401,22 @@ def test_command_past_its_timeout_is_killed_with_what_it_started(tmp_path: Path)
     measured = CommandProvider().measure(asked)
     assert measured.value is None
     assert measured.reason == "no answer within 2 s (the command was killed)"
-    # The background sleep held the output pipe, so the provider returning means it has exited:
-    # it is gone or a zombie waiting for its new parent, never still sleeping.
-    try:
-        stat = Path(f"/proc/{started.read_text().strip()}/stat").read_text()
-    except FileNotFoundError:
-        return
-    assert stat.rsplit(")", 1)[1].split()[0] == "Z"
+    # The background sleep held the output pipe, so the provider returning means it was killed:
+    # the kernel closes its files before it becomes a zombie, so it may still be finishing its
+    # exit (R or D) for a moment; it ends gone or a zombie, where a live `sleep 30` would stay
+    # sleeping (S) for half a minute.
+    stat_file = Path(f"/proc/{started.read_text().strip()}/stat")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = stat_file.read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state == "Z":
+            return
+        assert state != "S", "the background sleep outlived the killed command"
+        time.sleep(0.01)
+    raise AssertionError("the background sleep did not finish exiting")
 
 
 def test_command_without_a_command_is_a_user_error() -> None:
