@@ -78,7 +78,7 @@ def test_a_zero_baseline_allows_no_increase() -> None:
 
 def test_a_threshold_from_the_config_describes_itself() -> None:
     metric = AnalysisMetric.model_validate(
-        {"name": "p95", "provider": "builtin", "max": 0.3, "max_increase": "20%"}
+        {"name": "latency_p95", "provider": "builtin", "max": 0.3, "max_increase": "20%"}
     )
     threshold = Threshold.of(metric)
     assert threshold.describe() == "max 0.3, max_increase 20%"
@@ -92,7 +92,7 @@ def run(failure_limit: int = 2, inconclusive_limit: int = 3) -> AnalysisRun:
             {
                 "failure_limit": failure_limit,
                 "inconclusive_limit": inconclusive_limit,
-                "metrics": [{"name": "e", "provider": "builtin", "max": 1}],
+                "metrics": [{"name": "error_rate", "provider": "builtin", "max": 1}],
             }
         )
     )

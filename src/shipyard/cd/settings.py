@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from shipyard.core.config import ShipyardConfig
+from shipyard.core.config.delivery import Analysis
 from shipyard.core.errors import ConfigError
 
 
@@ -44,6 +47,10 @@ class DeploySettings:
     """How long it must have run healthy there (``promote_from.soak``)."""
     strategy_options: Mapping[str, Any] = field(default_factory=dict)
     """The chosen strategy's options as written in JSON; the strategy parses them itself."""
+    analysis: Mapping[str, Any] | None = None
+    """The environment's ``analysis`` section as JSON (None: nothing is measured or judged)."""
+    watch_s: float = 0.0
+    """How long the analysis watches the new version once it serves everything (``watch``)."""
 
     def as_json(self) -> dict[str, Any]:
         """The JSON stored with the deployment."""
@@ -51,6 +58,7 @@ class DeploySettings:
         data["env"] = dict(self.env)
         data["secrets"] = list(self.secrets)
         data["strategy_options"] = dict(self.strategy_options)
+        data["analysis"] = None if self.analysis is None else dict(self.analysis)
         return data
 
     @classmethod
@@ -70,6 +78,20 @@ class DeploySettings:
                     options["preview"] = bool(preview)
             values["strategy_options"] = options
         return cls(**values)
+
+    def analysis_config(self) -> Analysis | None:
+        """The analysis the deployment was made with, parsed again; None without one."""
+        if self.analysis is None:
+            return None
+        try:
+            return Analysis.model_validate(dict(self.analysis))
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "analysis"
+            raise ConfigError(
+                f"the analysis recorded with the deployment is not valid: {where}: {first['msg']}",
+                hint="deploy again with the analysis fixed in shipyard.yaml",
+            ) from None
 
     @property
     def router_key(self) -> str:
@@ -117,4 +139,6 @@ def settings_for(
         promote_from=env.promote_from.env if env.promote_from else None,
         soak_s=env.promote_from.soak.total_seconds() if env.promote_from else 0.0,
         strategy_options=env.strategy.options.model_dump(mode="json", exclude_none=True),
+        analysis=env.analysis.model_dump(mode="json", exclude_none=True) if env.analysis else None,
+        watch_s=env.watch.total_seconds() if env.watch else 0.0,
     )

@@ -69,7 +69,7 @@ def test_defaults_and_no_watch() -> None:
 )
 def test_max_increase_is_a_percentage_or_a_fraction(written: str, fraction: float) -> None:
     chosen = Analysis.model_validate(
-        {"metrics": [{"name": "p95", "provider": "builtin", "max_increase": written}]}
+        {"metrics": [{"name": "latency_p95", "provider": "builtin", "max_increase": written}]}
     )
     assert chosen.metrics[0].max_increase == pytest.approx(fraction)
 
@@ -78,7 +78,7 @@ def test_analysis_round_trips_through_json() -> None:
     chosen = Analysis.model_validate(
         {
             "interval": "15s",
-            "metrics": [{"name": "p95", "provider": "builtin", "max_increase": "20%"}],
+            "metrics": [{"name": "latency_p95", "provider": "builtin", "max_increase": "20%"}],
         }
     )
     stored = chosen.model_dump(mode="json", exclude_none=True)
@@ -118,7 +118,9 @@ def test_a_provider_without_its_keys(reject: Rejecter, metric: str, message: str
 
 
 def test_a_key_of_another_provider(reject: Rejecter) -> None:
-    [problem] = reject(analysis("{name: e, provider: builtin, max: 1, query: up}")).problems
+    [problem] = reject(
+        analysis("{name: error_rate, provider: builtin, max: 1, query: up}")
+    ).problems
     assert problem.path == "environments.prod.analysis.metrics[0].query"
     assert problem.message == "query is for the prometheus provider, not builtin"
 
@@ -138,7 +140,7 @@ def test_a_provider_of_a_plugin_is_accepted_with_its_name() -> None:
 )
 def test_a_bad_max_increase(reject: Rejecter, written: str, message: str) -> None:
     [problem] = reject(
-        analysis(f"{{name: p95, provider: builtin, max_increase: {written}}}")
+        analysis(f"{{name: latency_p95, provider: builtin, max_increase: {written}}}")
     ).problems
     assert problem.path == "environments.prod.analysis.metrics[0].max_increase"
     assert problem.message == message
@@ -146,7 +148,10 @@ def test_a_bad_max_increase(reject: Rejecter, written: str, message: str) -> Non
 
 def test_a_metric_written_twice(reject: Rejecter) -> None:
     [problem] = reject(
-        analysis("{name: e, provider: builtin, max: 1}", "{name: e, provider: builtin, min: 0}")
+        analysis(
+            "{name: error_rate, provider: builtin, max: 1}",
+            "{name: error_rate, provider: builtin, min: 0}",
+        )
     ).problems
     assert problem.line == 8
     assert problem.path == "environments.prod.analysis.metrics[1].name"
@@ -184,6 +189,12 @@ def test_watch_needs_an_analysis(reject: Rejecter) -> None:
 
 def test_a_watch_of_no_time(reject: Rejecter) -> None:
     [problem] = reject(
-        analysis("{name: e, provider: builtin, max: 1}") + "    watch: 0s\n"
+        analysis("{name: error_rate, provider: builtin, max: 1}") + "    watch: 0s\n"
     ).problems
     assert problem.path == "environments.prod.watch"
+
+
+def test_a_builtin_metric_must_be_one_the_router_measures(reject: Rejecter) -> None:
+    [problem] = reject(analysis("{name: latncy_p95, provider: builtin, max: 0.3}")).problems
+    assert problem.message == "the builtin provider has no metric 'latncy_p95'"
+    assert problem.hint == "did you mean 'latency_p95'?"

@@ -273,6 +273,16 @@ PROVIDER_FIELDS: dict[str, tuple[str, ...]] = {
 }
 """The keys each provider Shipyard ships needs in a metric; other names are checked later."""
 
+BUILTIN_METRICS = (
+    "error_rate",
+    "request_rate",
+    "latency_p50",
+    "latency_p90",
+    "latency_p95",
+    "latency_p99",
+)
+"""The metrics the builtin provider measures from the router, by the name a metric uses."""
+
 
 def _check_metric_name(value: str) -> str:
     if not _METRIC_NAME.fullmatch(value):
@@ -359,6 +369,13 @@ class AnalysisMetric(StrictModel):
                 f"min {self.min:g} is above max {self.max:g}: no value could pass",
                 hint="swap them, or drop one",
                 at=("min",),
+            )
+        if self.provider == "builtin" and self.name not in BUILTIN_METRICS:
+            raise config_value_error(
+                f"the builtin provider has no metric {self.name!r}",
+                hint=did_you_mean(self.name, BUILTIN_METRICS)
+                or f"builtin metrics are: {', '.join(BUILTIN_METRICS)}",
+                at=("name",),
             )
         needed = PROVIDER_FIELDS.get(self.provider)
         if needed is None:

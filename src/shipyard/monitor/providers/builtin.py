@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+from shipyard.core.config.delivery import BUILTIN_METRICS
 from shipyard.core.errors import ShipyardError
 from shipyard.monitor.providers.interface import (
     Measurement,
@@ -26,8 +27,7 @@ LATENCY_QUANTILES = {
 }
 """Latency metrics (seconds) and the quantile each one is."""
 
-BUILTIN_METRICS = ("error_rate", "request_rate", *LATENCY_QUANTILES)
-"""The metrics the builtin provider measures, by the name an analysis metric uses."""
+assert set(BUILTIN_METRICS) == {"error_rate", "request_rate", *LATENCY_QUANTILES}
 
 
 def quantile(sample: Sequence[float], q: float) -> float:
