@@ -159,13 +159,32 @@ def test_latency_is_added_to_each_request(start_app: Callable[..., App]) -> None
     assert time.monotonic() - began >= 0.3  # a lower bound only: sleeping never ends early
 
 
+def test_the_regression_appears_only_after_regress_after(start_app: Callable[..., App]) -> None:
+    app = start_app(APP_REGRESS_AFTER="2", APP_FAIL_RATE="1")
+    assert json.loads(app.get("/stats")[1])["regressed"] is False
+    connection = app.connect()
+    assert [request(connection)[0] for _ in range(5)] == [200] * 5  # healthy at first
+    assert wait_for(lambda: request(connection)[0] == 500), "the regression never came"
+    assert [request(connection)[0] for _ in range(5)] == [500] * 5  # and it stays
+    connection.close()
+    stats = json.loads(app.get("/stats")[1])
+    assert (stats["regressed"], stats["failed"]) == (True, 6)
+    assert app.get("/healthz")[0] == 200  # health checks never see it
+
+
 def test_unknown_paths_are_404(start_app: Callable[..., App]) -> None:
     assert start_app().get("/nope")[0] == 404
 
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("APP_FAIL_RATE", "2"), ("APP_FAIL_RATE", "often"), ("APP_HEALTHY", "maybe")],
+    [
+        ("APP_FAIL_RATE", "2"),
+        ("APP_FAIL_RATE", "often"),
+        ("APP_HEALTHY", "maybe"),
+        ("APP_REGRESS_AFTER", "-1"),
+        ("APP_REGRESS_AFTER", "soon"),
+    ],
 )
 def test_unusable_settings_stop_it_at_start(setting: str, value: str) -> None:
     result = subprocess.run(
@@ -179,6 +198,7 @@ def test_unusable_settings_stop_it_at_start(setting: str, value: str) -> None:
     )
     assert result.returncode == 2
     assert setting in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 def test_sigterm_finishes_requests_in_flight_then_exits(start_app: Callable[..., App]) -> None:

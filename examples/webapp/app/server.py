@@ -44,6 +44,7 @@ class Settings:
     start_delay_s: float = 0.0
     fail_rate: Fraction = Fraction(0)
     latency_ms: float = 0.0
+    regress_after_s: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], version_file: Path = VERSION_FILE) -> Settings:
@@ -54,6 +55,7 @@ class Settings:
             start_delay_s=_number(env, "APP_START_DELAY", low=0.0),
             fail_rate=_fraction(env, "APP_FAIL_RATE"),
             latency_ms=_number(env, "APP_LATENCY_MS", low=0.0),
+            regress_after_s=_number(env, "APP_REGRESS_AFTER", low=0.0),
         )
 
 
@@ -129,6 +131,7 @@ class AppServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], settings: Settings) -> None:
         self.settings = settings
         self.ready_at = time.monotonic() + settings.start_delay_s
+        self.regressed_at = self.ready_at + settings.regress_after_s
         self.failures = FailureSchedule(settings.fail_rate)
         self.draining = False
         self.requests = 0
@@ -147,6 +150,11 @@ class AppServer(ThreadingHTTPServer):
     def ready(self) -> bool:
         """Whether the start delay is over."""
         return time.monotonic() >= self.ready_at
+
+    @property
+    def regressed(self) -> bool:
+        """Whether APP_REGRESS_AFTER has passed, so APP_FAIL_RATE and APP_LATENCY_MS apply."""
+        return time.monotonic() >= self.regressed_at
 
     def get_request(self) -> tuple[socket.socket, Any]:
         """Accept a connection with Nagle's algorithm off: small responses leave at once."""
@@ -200,6 +208,7 @@ class AppServer(ThreadingHTTPServer):
                 "version": self.settings.version,
                 "ready": self.ready,
                 "healthy": self.settings.healthy,
+                "regressed": self.regressed,
                 "requests": self.requests,
                 "failed": self.failed,
                 "in_flight": self.in_flight - 1,
@@ -261,12 +270,14 @@ class Handler(BaseHTTPRequestHandler):
         if not self.server.ready:
             self._send(503, "starting\n")
             return
-        if settings.latency_ms:
-            time.sleep(settings.latency_ms / 1000)
-        if self.server.failures.next_fails():
-            self.server.count_failure()
-            self._send(500, "injected failure (APP_FAIL_RATE)\n")
-            return
+        if self.server.regressed:
+            if settings.latency_ms:
+                time.sleep(settings.latency_ms / 1000)
+            # Counted from the regression on: exactly APP_FAIL_RATE of those requests fail.
+            if self.server.failures.next_fails():
+                self.server.count_failure()
+                self._send(500, "injected failure (APP_FAIL_RATE)\n")
+                return
         self._send(200, settings.version + "\n")
 
     def _health(self) -> None:
