@@ -1,4 +1,5 @@
-"""Metric providers: builtin on hand-built traffic, http against a real server, command for real."""
+"""Metric providers: builtin on hand-built traffic, http (and the deadline it shares with
+prometheus) against a real server, command for real."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from shipyard.monitor.providers import (
 )
 from shipyard.monitor.providers.builtin import quantile
 from shipyard.monitor.providers.http import MAX_BODY_BYTES
+from shipyard.monitor.providers.prometheus import PrometheusProvider
 
 
 def query(metric: str = "m", version: str = "1.4.0", **fields: str) -> MetricQuery:
@@ -178,6 +180,7 @@ class JsonServer:
     asked: list[str] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
+    hung_up: threading.Event = field(default_factory=threading.Event)
     port: int = 0
 
     def url(self, path: str) -> str:
@@ -202,12 +205,45 @@ def server() -> Iterator[JsonServer]:
             if self.path == "/hang":
                 fake.release.wait()
                 return
-            status, body = fake.routes.get(self.path, (404, b'{"error": "no such path"}'))
+            if self.path.startswith(("/drip-body", "/stall-body", "/drip-headers", "/not-http")):
+                self.answer_slowly()
+                return
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", "/error-rate")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            unknown = (404, b'{"error": "no such path"}')
+            status, body = fake.routes.get(
+                self.path, fake.routes.get(self.path.split("?")[0], unknown)
+            )
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def answer_slowly(self) -> None:
+            """Drip the body or the headers a byte every 0.2 s, or stall after the headers,
+            until the test ends or the client hangs up; or answer something that is not HTTP."""
+            if self.path.startswith("/not-http"):
+                self.wfile.write(b"HELLO\r\n")
+                return
+            if self.path.startswith("/drip-headers"):
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+            else:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+            if self.path.startswith("/stall-body"):
+                fake.release.wait()
+                return
+            try:
+                while not fake.release.wait(0.2):
+                    self.wfile.write(b"1")
+            except OSError:
+                fake.hung_up.set()
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
@@ -300,6 +336,68 @@ def test_http_without_an_answer_in_time_is_no_data(server: JsonServer) -> None:
     assert measured.reason == "no answer within 0.3 s"
 
 
+def measured_or_hung(
+    provider: HttpProvider | PrometheusProvider, asked: MetricQuery
+) -> Measurement:
+    """``provider.measure(asked)``, failing the test when it has not returned after 30 s.
+
+    A hang detector that keeps a broken provider from hanging the test run, not a timing
+    assertion: the providers under test have a timeout of 1 s.
+    """
+    measured: list[Measurement] = []
+    worker = threading.Thread(target=lambda: measured.append(provider.measure(asked)), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), f"{provider.name} is still measuring after 30 s"
+    return measured[0]
+
+
+@pytest.mark.parametrize("provider", ["http", "prometheus"])
+@pytest.mark.parametrize("behaviour", ["/drip-body", "/stall-body", "/drip-headers"])
+def test_a_slow_server_gets_no_more_than_the_timeout_in_all(
+    server: JsonServer, provider: str, behaviour: str
+) -> None:
+    if provider == "http":
+        measurer: HttpProvider | PrometheusProvider = HttpProvider()
+        fields = {"url": server.url(behaviour), "path": "v"}
+    else:
+        measurer = PrometheusProvider(server.url(behaviour))
+        fields = {"query": "vector(1)"}
+    asked = MetricQuery("m", "production", "1.0.0", fields=fields, timeout_seconds=1)
+    measured = measured_or_hung(measurer, asked)
+    assert measured.value is None
+    assert measured.reason == "no answer within 1 s"
+    assert len(server.asked) == 1
+    assert server.asked[0].startswith(behaviour)
+    if behaviour.startswith("/drip"):
+        # the provider hung up: the server's next bytes found the connection closed
+        assert server.hung_up.wait(timeout=30), "the provider kept the connection open"
+
+
+def test_http_follows_a_redirect(server: JsonServer) -> None:
+    server.serve("/error-rate", {"rate": 0.5})
+    measured = HttpProvider().measure(query(url=server.url("/moved"), path="rate"))
+    assert measured.value == 0.5
+    assert server.asked == ["/moved", "/error-rate"]
+
+
+def test_http_answer_that_is_not_http_is_no_data(server: JsonServer) -> None:
+    measured = HttpProvider().measure(query(url=server.url("/not-http"), path="v"))
+    assert measured.value is None
+    assert measured.reason == "the request failed: not an HTTP answer: 'HELLO'"
+
+
+def test_prometheus_sends_url_credentials_and_hides_them(server: JsonServer) -> None:
+    scalar = {"status": "success", "data": {"resultType": "scalar", "result": [0, "2.5"]}}
+    server.serve("/prom/api/v1/query", scalar)
+    provider = PrometheusProvider(f"http://ada:s3cret-pass@127.0.0.1:{server.port}/prom")
+    measured = provider.measure(MetricQuery("m", "production", "1.0.0", fields={"query": "x"}))
+    assert measured.value == 2.5
+    assert server.authorizations == ["Basic " + base64.b64encode(b"ada:s3cret-pass").decode()]
+    assert "s3cret-pass" not in measured.source
+    assert f"127.0.0.1:{server.port}/prom" in measured.source
+
+
 def test_http_reads_at_most_one_mib(server: JsonServer) -> None:
     url = server.serve("/big", b"[" + b" " * MAX_BODY_BYTES + b"1]")
     measured = HttpProvider().measure(query(url=url, path="[0]"))
@@ -324,6 +422,8 @@ def test_http_sends_url_credentials_and_hides_them_in_the_source(server: JsonSer
         ({"path": "v"}, "has no 'url'"),
         ({"url": "http://127.0.0.1:1/"}, "has no 'path'"),
         ({"url": "file:///etc/passwd", "path": "v"}, "is not http or https"),
+        ({"url": "http://127.0.0.1:80a/", "path": "v"}, "has a port that is not a number"),
+        ({"url": "http:///metric", "path": "v"}, "names no host"),
         ({"url": "http://127.0.0.1:1/", "path": "a..b"}, "is malformed at character 2"),
         ({"url": "http://127.0.0.1:1/{{release}}", "path": "v"}, "unknown placeholder {{release}}"),
     ],

@@ -1,20 +1,20 @@
 """The http provider: GET a JSON document and read one number from it by a path like ``a.b[0].c``.
 
 Anything wrong on the other side (unreachable, an error status, not JSON, no such path, not a
-number) is a measurement without a value and with the reason: inconclusive, never a crash.
-The URL shown in reasons drops credentials and the query string, which may carry tokens.
+number, no whole answer within the metric's timeout) is a measurement without a value and with
+the reason: inconclusive, never a crash. The URL shown in reasons drops credentials and the
+query string, which may carry tokens.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 
+from shipyard.monitor.providers import fetch
+from shipyard.monitor.providers.fetch import shown_url
 from shipyard.monitor.providers.interface import (
     Measurement,
     MetricProvider,
@@ -57,16 +57,6 @@ def parse_path(path: str, metric: str) -> tuple[str | int, ...]:
     return tuple(steps)
 
 
-def shown_url(url: str) -> str:
-    """``url`` without credentials or query string, fit for a reason a person reads."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    query = "?…" if parts.query else ""
-    return f"{parts.scheme}://{host}{parts.path}{query}"
-
-
 class HttpProvider(MetricProvider):
     """Reads a metric from a JSON document served over HTTP(S)."""
 
@@ -80,50 +70,33 @@ class HttpProvider(MetricProvider):
             quote=lambda value: urllib.parse.quote(value, safe=""),
         )
         steps = parse_path(query.field_value("path", self.name), query.metric)
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        mistake = fetch.url_mistake(url)
+        if mistake is not None:
             raise MetricQueryError(
-                f"metric {query.metric!r}: url {shown_url(url)!r} is not http or https",
-                hint="the http provider GETs an http:// or https:// URL",
+                f"metric {query.metric!r}: url {shown_url(url)!r} {mistake}",
+                hint="the http provider GETs a URL like https://HOST:PORT/PATH",
             )
         source = f"http GET {shown_url(url)} at {query.fields['path']}"
-        request = _request(url)
         try:
-            with urllib.request.urlopen(request, timeout=query.timeout_seconds) as answer:  # noqa: S310
-                body = answer.read(MAX_BODY_BYTES + 1)
-        except urllib.error.HTTPError as error:
-            return Measurement.no_data(f"the server answered {error.code} {error.reason}", source)
-        except urllib.error.URLError as error:
+            answer = fetch.get(url, seconds=query.timeout_seconds, max_bytes=MAX_BODY_BYTES)
+        except fetch.NoAnswerInTime as error:
+            return Measurement.no_data(str(error), source)
+        except fetch.CannotConnect as error:
+            return Measurement.no_data(f"cannot reach the server: {error}", source)
+        except fetch.BrokenAnswer as error:
+            return Measurement.no_data(f"the request failed: {error}", source)
+        if not answer.succeeded:
             return Measurement.no_data(
-                f"cannot reach the server: {_cut(str(error.reason))}", source
+                f"the server answered {answer.status} {answer.phrase}", source
             )
-        except TimeoutError:
-            return Measurement.no_data(f"no answer within {query.timeout_seconds:g} s", source)
-        except OSError as error:
-            return Measurement.no_data(f"the request failed: {_cut(str(error))}", source)
-        if len(body) > MAX_BODY_BYTES:
+        if answer.cut:
             return Measurement.no_data("the answer is larger than 1 MiB", source)
         try:
-            document = json.loads(body)
+            document = json.loads(answer.body)
         except ValueError:
-            printed = body[:_REASON_CHARS].decode("utf-8", "replace")
+            printed = answer.body[:_REASON_CHARS].decode("utf-8", "replace")
             return Measurement.no_data(f"the answer is not JSON: {printed!r}", source)
         return _number_at(document, steps, source)
-
-
-def _request(url: str) -> urllib.request.Request:
-    """A GET of ``url``; credentials in the URL become a basic Authorization header."""
-    parts = urllib.parse.urlsplit(url)
-    headers = {"Accept": "application/json"}
-    if parts.username is not None:
-        user = urllib.parse.unquote(parts.username)
-        password = urllib.parse.unquote(parts.password or "")
-        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-        headers["Authorization"] = f"Basic {token}"
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        url = urllib.parse.urlunsplit(parts._replace(netloc=host))
-    return urllib.request.Request(url, headers=headers)  # noqa: S310 - checked to be http(s)
 
 
 def _number_at(document: object, steps: tuple[str | int, ...], source: str) -> Measurement:

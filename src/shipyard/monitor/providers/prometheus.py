@@ -2,19 +2,20 @@
 
 The metric's ``query`` has ``{{version}}`` and ``{{env}}`` filled in (escaped for a PromQL string
 literal) and must come back as a single sample. Anything else — no series, several series, an
-error from Prometheus, no answer in time — is a measurement without a value and says why.
+error from Prometheus, no whole answer within the metric's timeout — is a measurement without a
+value and says why. Credentials in the server's URL are sent as basic auth and never shown.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+from shipyard.monitor.providers import fetch
+from shipyard.monitor.providers.fetch import shown_url
 from shipyard.monitor.providers.interface import (
     Measurement,
     MetricProvider,
@@ -55,23 +56,22 @@ class PrometheusProvider(MetricProvider):
         """The single sample the metric's ``query`` returns now, or none and why."""
         promql = substitute(query.field_value("query", self.name), query, quote=promql_string)
         base = self._server(query)
-        source = f"prometheus {_shown(base)}: {promql}"
+        source = f"prometheus {shown_url(base)}: {promql}"
         params = {"query": promql, "timeout": f"{query.timeout_seconds:g}"}  # seconds
         url = f"{base}/api/v1/query?{urllib.parse.urlencode(params)}"
-        # the scheme is checked to be http or https by _server
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
         try:
-            with urllib.request.urlopen(request, timeout=query.timeout_seconds) as response:  # noqa: S310
-                body = response.read(_MAX_ANSWER_BYTES)
-        except urllib.error.HTTPError as error:
-            with error:
-                body = error.read(_MAX_ANSWER_BYTES)
-            reason = _prometheus_error(body) or f"HTTP {error.code} {error.reason}"
+            answer = fetch.get(url, seconds=query.timeout_seconds, max_bytes=_MAX_ANSWER_BYTES)
+        except fetch.NoAnswerInTime as error:
+            return Measurement.no_data(str(error), source)
+        except fetch.FetchError as error:
+            return Measurement.no_data(f"Prometheus did not answer: {error}", source)
+        if answer.cut:
+            reason = f"Prometheus answered more than {_MAX_ANSWER_BYTES // (1024 * 1024)} MiB"
+            return Measurement.no_data(reason, source)
+        if not answer.succeeded:
+            reason = _prometheus_error(answer.body) or f"HTTP {answer.status} {answer.phrase}"
             return Measurement.no_data(f"Prometheus refused the query: {reason}", source)
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            cause = getattr(error, "reason", None) or error
-            return Measurement.no_data(f"Prometheus did not answer: {cause}", source)
-        return _sample(body, source)
+        return _sample(answer.body, source)
 
     def _server(self, query: MetricQuery) -> str:
         url = (query.fields.get("url") or "").strip().rstrip("/") or self.base_url
@@ -80,10 +80,11 @@ class PrometheusProvider(MetricProvider):
                 f"metric {query.metric!r} (provider prometheus) names no Prometheus server",
                 hint="set 'url: http://HOST:9090' on the metric",
             )
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        mistake = fetch.url_mistake(url)
+        if mistake is not None:
             raise MetricQueryError(
-                f"metric {query.metric!r}: {_shown(url)!r} is not a Prometheus URL",
+                f"metric {query.metric!r}: {shown_url(url)!r} is not a Prometheus URL"
+                f" (it {mistake})",
                 hint="write it as http://HOST:PORT (the address of Prometheus's web UI)",
             )
         return url
@@ -160,13 +161,3 @@ def _labels(item: Any) -> str:
     name = str(metric.get("__name__", ""))
     pairs = ",".join(f'{k}="{v}"' for k, v in sorted(metric.items()) if k != "__name__")
     return f"{name}{{{pairs}}}"
-
-
-def _shown(url: str) -> str:
-    """``url`` without a user name or password, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
