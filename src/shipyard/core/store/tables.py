@@ -35,7 +35,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"
 """The newest migration; a test keeps it equal to the head of ``migrations/versions``."""
 
 metadata = MetaData(naming_convention=NAMING)
@@ -314,3 +314,28 @@ measurements = Table(
     Column("measured_at", UTCDateTime(), nullable=False),
 )
 Index("ix_measurements_deployment_id", measurements.c.deployment_id)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("project", String(64), nullable=False),
+    Column("environment", String(64), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("caused_by_version", String(100), nullable=True),
+    Column("deployment_id", BigInteger, nullable=True),
+    Column("restored_by_version", String(100), nullable=True),
+    Column("opened_at", UTCDateTime(), nullable=False),
+    Column("restored_at", UTCDateTime(), nullable=True),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+    Column("opened_by", String(320), nullable=False),
+    Column("resolved_by", String(320), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("resolution", Text, nullable=True),
+)
+Index("ix_incidents_environment", incidents.c.project, incidents.c.environment)
+Index("ix_incidents_deployment_id", incidents.c.deployment_id)
