@@ -56,6 +56,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "down": ("shipyard.cli.commands.environments", "down"),
     "router": ("shipyard.cli.commands.router", "app"),
     "analysis": ("shipyard.cli.commands.analysis", "app"),
+    "incident": ("shipyard.cli.commands.incidents", "app"),
     "audit": ("shipyard.cli.commands.audit", "app"),
     "db": ("shipyard.cli.commands.db", "app"),
 }
