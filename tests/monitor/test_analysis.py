@@ -38,7 +38,7 @@ def test_a_value_below_min_fails() -> None:
 
 def test_no_data_is_inconclusive_never_a_pass() -> None:
     verdict = judge("error_rate", Threshold(max=0.01), Measurement.no_data("no requests", "router"))
-    assert verdict == Verdict(INCONCLUSIVE, "error_rate: no data (no requests)")
+    assert verdict == Verdict(INCONCLUSIVE, "error_rate: no data (no requests) from router")
 
 
 def test_too_few_requests_is_inconclusive() -> None:
@@ -63,7 +63,7 @@ def test_max_increase_without_a_stable_value_is_inconclusive() -> None:
     assert alone.reason == "latency_p95: the stable version's value is unknown: no baseline"
     empty = judge("latency_p95", rule, seen(0.1), Measurement.no_data("no series", "prometheus"))
     assert empty.kind is INCONCLUSIVE
-    assert empty.reason.endswith("no data (no series)")
+    assert "no data (no series)" in empty.reason
 
 
 def test_a_failed_limit_outweighs_an_unknown_baseline() -> None:

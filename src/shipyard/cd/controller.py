@@ -24,9 +24,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shipyard.cd import deployments
 from shipyard.cd.deployments import Deployment, DeploymentStatus
+from shipyard.cd.observe import FAILED, AnalysisFailed, Observer
 from shipyard.cd.settings import DeploySettings
 from shipyard.cd.strategies import STRATEGIES, StepContext
 from shipyard.cd.targets import InstanceUnhealthy, Release, Target, TargetError
+from shipyard.core import incidents
 from shipyard.core.errors import CheckFailed, ShipyardError, UserError, WaitingForPerson
 from shipyard.core.process import pid_alive
 from shipyard.core.secrets import Masker
@@ -151,6 +153,8 @@ class Controller:
                 self.on_event(f"taking over deployment {first.id}, whose driver is gone")
                 try:
                     self._run(first.id)
+                except DeploymentFailed as failed:  # that one's failure is not this one's
+                    self.on_event(failed.message)
                 finally:
                     deployments.release_lease(self.store, first.id, self.owner)
                 continue
@@ -220,11 +224,14 @@ class Controller:
             wait=lambda seconds: self._wait(current.id, seconds),
             wait_for_person=lambda point, why: self._wait_for_person(ctx, point, why),
         )
+        observer = Observer(self.store, _masker_of(ctx), on_event=self.on_event)
+        ctx.observer = observer.observe
         ctx.save(progress)
         try:
             self.on_event(
                 f"deploying {current.version} to {current.environment} ({current.strategy})"
             )
+            observer.check(ctx)
             after = strategy.deploy(ctx)
         except _LeaseLost:
             # Another driver took over (this one's lease had expired): leave it everything.
@@ -265,6 +272,23 @@ class Controller:
                 DeploymentStatus.ROLLED_BACK,
                 "aborted; the previous version serves again",
             )
+        except AnalysisFailed as failure:
+            deployments.transition(
+                self.store,
+                current.id,
+                DeploymentStatus.ABORTED,
+                actor=self.actor,
+                message=failure.message,
+            )
+            self.on_event(f"deployment {current.id}: {failure.message}; rolling back")
+            rolled_back = self._undo_and_finish(
+                current, strategy, ctx, DeploymentStatus.ROLLED_BACK, failure.message
+            )
+            raise DeploymentFailed(
+                f"deployment {current.id} of {current.version} was rolled back: "
+                f"{rolled_back.message}",
+                hint=failure.hint,
+            ) from None
         except (InstanceUnhealthy, TargetError, ShipyardError) as error:
             masker = _masker_of(ctx)  # the error may quote what the service wrote
             problem = masker.mask(error.message)
@@ -290,21 +314,55 @@ class Controller:
         status: DeploymentStatus,
         message: str,
     ) -> Deployment:
+        incident = self._open_incident(current, ctx)
+        back = False
         try:
             strategy.undo(ctx)
         except ShipyardError as error:
             problem = _masker_of(ctx).mask(error.message)
             message = f"{message}; putting the previous version back also failed: {problem}"
         else:
+            back = True
             restored = ctx.progress.get("restored")
             if restored:  # the old version runs again, as new instances: record those
                 deployments.save_environment(
                     self.store,
                     replace(ctx.before, instances={**ctx.before.instances, "active": restored}),
                 )
-        return deployments.transition(
+        finished = deployments.transition(
             self.store, current.id, status, actor=self.actor, message=message
         )
+        if incident is not None and back and ctx.before.active_version:
+            with self.store.write() as conn:
+                incidents.restored(
+                    conn, incident, version=ctx.before.active_version, actor=self.actor
+                )
+        return finished
+
+    def _open_incident(self, current: Deployment, ctx: StepContext) -> int | None:
+        """The incident of a version the analysis failed (opened once, whoever drives)."""
+        why = ctx.progress.get(FAILED)
+        if not why:
+            return None
+        if ctx.progress.get("incident"):
+            return int(ctx.progress["incident"])
+        phase = "watch" if ctx.did("watched") or "watch_began" in ctx.progress else "analysis"
+        with self.store.write() as conn:
+            opened = incidents.open(
+                conn,
+                project=current.project,
+                environment=current.environment,
+                title=f"{current.version} failed its analysis in {current.environment}",
+                reason=str(why),
+                source=phase,
+                actor=self.actor,
+                caused_by_version=current.version,
+                deployment_id=current.id,
+            )
+        ctx.progress["incident"] = opened.id
+        ctx.save(ctx.progress)
+        self.on_event(f"incident {opened.id} opened: {opened.title}")
+        return opened.id
 
     def _roll_back(self, current: Deployment, why: str) -> Deployment:
         settings = DeploySettings.from_json(current.settings["deploy"])
@@ -330,9 +388,20 @@ class Controller:
             # A recreate stopped the old version: putting it back needs its settings.
             previous_settings=DeploySettings.from_json(previous) if previous else None,
         )
-        return self._undo_and_finish(
-            current, STRATEGIES[current.strategy](), ctx, DeploymentStatus.ROLLED_BACK, why
+        failed = progress.get(FAILED)
+        finished = self._undo_and_finish(
+            current,
+            STRATEGIES[current.strategy](),
+            ctx,
+            DeploymentStatus.ROLLED_BACK,
+            f"the analysis failed {current.version}: {failed}" if failed else why,
         )
+        if failed:
+            raise DeploymentFailed(
+                f"deployment {current.id} of {current.version} was rolled back: {finished.message}",
+                hint=f"see 'shipyard analysis show {current.id}'",
+            )
+        return finished
 
     def _checkpoint(self, deployment_id: int) -> None:
         if not deployments.renew_lease(self.store, deployment_id, self.owner, LEASE_TTL):

@@ -78,7 +78,9 @@ def judge(
     needed) or too few requests is inconclusive; only every limit kept is a pass.
     """
     if canary.value is None:
-        return Verdict(VerdictKind.INCONCLUSIVE, f"{metric}: no data ({canary.reason})")
+        return Verdict(
+            VerdictKind.INCONCLUSIVE, f"{metric}: no data ({canary.reason}) from {canary.source}"
+        )
     if (
         threshold.min_requests is not None
         and canary.requests is not None

@@ -49,6 +49,19 @@ class StepContext:
     wait_for_person: Callable[[str, str], None] = lambda point, why: None
     """Pause the deployment at ``point`` (saying ``why``) until a person resumes it; returns
     at once if a person resumed it there already."""
+    observer: Callable[[StepContext, str, float, float, str | None], None] | None = None
+    """Judges the new version while time passes (the analysis); None: time only passes."""
+
+    def observe(self, phase: str, left: float, planned: float, baseline: str | None) -> None:
+        """Spend what is ``left`` of a ``planned`` number of seconds while the analysis (if
+        any) judges the new version against ``baseline`` (the stable version): it raises when
+        the new version fails, pauses for a person when it cannot tell, and after a driver
+        took over it makes the looks the planned time has that are not recorded yet."""
+        if self.observer is None:
+            if left > 0:
+                self.wait(left)
+        else:
+            self.observer(self, phase, left, planned, baseline)
 
     def done(self, step: str, **values: Any) -> None:
         """Record that ``step`` is done (with what it produced) before going on."""
@@ -124,6 +137,21 @@ def new_instances(ctx: StepContext) -> list[InstanceRef]:
         ctx.target.wait_healthy(instances, ctx.settings)
         ctx.done("healthy")
     return instances
+
+
+def watch(ctx: StepContext, baseline: str | None) -> None:
+    """The watch window: the new version serves everything and the analysis keeps judging it,
+    while what it replaced can still take the traffic back. Timed from when it began, so a
+    driver that takes over watches only what is left."""
+    if ctx.settings.watch_s <= 0 or ctx.did("watched"):
+        return
+    if "watch_began" not in ctx.progress:
+        ctx.progress["watch_began"] = datetime.now(UTC).isoformat()
+        ctx.save(ctx.progress)
+    began = datetime.fromisoformat(str(ctx.progress["watch_began"]))
+    left = ctx.settings.watch_s - (datetime.now(UTC) - began).total_seconds()
+    ctx.observe("watch", left, ctx.settings.watch_s, baseline)
+    ctx.done("watched")
 
 
 def serving_only(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from shipyard.cd.deployments import EnvironmentState
 from shipyard.cd.settings import DeploySettings
-from shipyard.cd.strategies.base import StepContext, Strategy, new_instances
+from shipyard.cd.strategies.base import StepContext, Strategy, new_instances, watch
 from shipyard.cd.traffic import Weights
 from shipyard.core.config.delivery import BlueGreen as BlueGreenOptions
 
@@ -40,6 +40,7 @@ class BlueGreen(Strategy):
             if keeps_old:
                 weights = weights.with_idle(old_version, old)
             ctx.done("switched", address=ctx.router.set_weights(weights))
+        watch(ctx, old_version if keeps_old else None)
         # A version warm before this deployment is older than the one now kept warm: stop it.
         if ctx.before.warm_version and not ctx.did("retired"):
             ctx.target.stop(ctx.warm_instances())

@@ -2,7 +2,9 @@
 
 Each step is a checkpoint in the deployment's progress (its index, and when its pause began),
 so a driver that takes over resumes in the step it was in, a timed pause with the time left.
-Judging the canary is not done here: ``during_pause`` is where analysis plugs in.
+At each timed pause the analysis (if the environment has one) judges the canary against the
+stable version; at 100 % the watch window judges it once more while stable can still take the
+traffic back, and only then is stable retired.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from datetime import UTC, datetime, timedelta
 
 from shipyard.cd.deployments import EnvironmentState
 from shipyard.cd.settings import DeploySettings
-from shipyard.cd.strategies.base import StepContext, Strategy, new_instances, serving_only
+from shipyard.cd.strategies.base import (
+    StepContext,
+    Strategy,
+    new_instances,
+    serving_only,
+    watch,
+)
 from shipyard.cd.targets import InstanceRef
 from shipyard.cd.traffic import Weights
 from shipyard.core.config.delivery import Canary as CanaryOptions
@@ -73,6 +81,7 @@ class Canary(Strategy):
             index += 1
             ctx.progress["step"] = index
             ctx.save(ctx.progress)
+        watch(ctx, stable[0] if stable else None)
         ctx.checkpoint()
         if not ctx.did("retired"):
             retired = [*ctx.warm_instances(), *(stable[1] if stable else [])]
@@ -95,14 +104,12 @@ class Canary(Strategy):
             ctx.router.set_weights(back)
         ctx.target.stop(ctx.instances("new"))
 
-    def during_pause(self, ctx: StepContext, step: CanaryStep, seconds: float) -> None:
-        """Spend a timed pause of ``step`` (``seconds`` are left of it).
-
-        The place where canary analysis plugs in: read the router's per-version statistics
-        (``ctx.router.statistics``) as the time passes and raise to fail the deployment.
-        Here it only waits, reacting to pause and abort requests at once.
-        """
-        ctx.wait(seconds)
+    def during_pause(self, ctx: StepContext, step: CanaryStep, left: float) -> None:
+        """Spend what is ``left`` of a timed pause of ``step`` judging the canary against the
+        stable version; pause and abort requests take effect at once."""
+        assert isinstance(step.pause, timedelta)
+        planned = step.pause.total_seconds()
+        ctx.observe(f"step {step.index + 1}", left, planned, ctx.before.active_version)
 
     def _pause(self, ctx: StepContext, step: CanaryStep) -> None:
         if isinstance(step.pause, PauseForPerson):
@@ -113,8 +120,7 @@ class Canary(Strategy):
         elif isinstance(step.pause, timedelta) and step.pause > timedelta(0):
             began = datetime.fromisoformat(str(ctx.progress["pause_began"]))
             left = (began + step.pause - datetime.now(UTC)).total_seconds()
-            if left > 0:
-                self.during_pause(ctx, step, left)
+            self.during_pause(ctx, step, left)
         ctx.checkpoint()
 
 

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from shipyard.cd.deployments import EnvironmentState
-from shipyard.cd.strategies.base import StepContext, Strategy, new_instances, serving_only
+from shipyard.cd.strategies.base import (
+    StepContext,
+    Strategy,
+    new_instances,
+    serving_only,
+    watch,
+)
 from shipyard.cd.targets import Release
 from shipyard.cd.traffic import Weights
 
@@ -23,9 +29,11 @@ class Recreate(Strategy):
             ctx.target.stop([*ctx.active_instances(), *ctx.warm_instances()])
             ctx.done("stopped_old")
         new = new_instances(ctx)
-        address = ctx.router.set_weights(Weights.all_to(ctx.release.version, new))
-        ctx.done("switched", address=address)
-        return serving_only(ctx, new, address)
+        if not ctx.did("switched"):
+            address = ctx.router.set_weights(Weights.all_to(ctx.release.version, new))
+            ctx.done("switched", address=address)
+        watch(ctx, ctx.before.active_version)
+        return serving_only(ctx, new, ctx.progress.get("address"))
 
     def undo(self, ctx: StepContext) -> None:
         """Stop the new instances and bring the old version back, as it was."""

@@ -17,7 +17,7 @@ from typing import Any
 from shipyard.cd.deployments import EnvironmentState
 from shipyard.cd.instances import InstanceRef
 from shipyard.cd.settings import DeploySettings
-from shipyard.cd.strategies.base import StepContext, Strategy, serving_only
+from shipyard.cd.strategies.base import StepContext, Strategy, serving_only, watch
 from shipyard.cd.targets import Release, TargetError
 from shipyard.cd.traffic import Weights
 from shipyard.core.config.delivery import Rolling as RollingOptions
@@ -114,6 +114,7 @@ class Rolling(Strategy):
                 roll = self._start(ctx, roll, count)
             else:
                 break
+        watch(ctx, ctx.before.active_version)
         if ctx.before.warm_version and not ctx.did("retired"):
             # The version kept warm before this deployment stayed reachable until the end.
             if not ctx.did("switched"):

@@ -10,12 +10,13 @@ from __future__ import annotations
 import itertools
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shipyard.cd.instances import InstanceRef
-from shipyard.cd.router.stats import RouterStats
+from shipyard.cd.router.stats import RouterStats, VersionRecorder
 from shipyard.cd.settings import DeploySettings
 from shipyard.cd.targets.interface import InstanceUnhealthy, Release, Target
 from shipyard.cd.traffic.interface import TrafficRouter, Weights
@@ -28,6 +29,40 @@ STEPS = ("prepare", "start", "wait_healthy", "alive", "stop", "route")
 # Not a ShipyardError on purpose: the controller handles those; a crash must get past it.
 class TargetCrash(Exception):
     """Raised where the fake was told to crash: stands for a driver killed during a step."""
+
+
+@dataclass
+class SimulatedTraffic:
+    """Traffic a FakeRouter makes up at each read of its statistics (each read is a window).
+
+    ``requests`` are split by the weights routed at that moment; a version answers 500 to its
+    ``failing`` share of them (spread evenly) and takes ``latency`` seconds (10 ms if unset).
+    ``crash_at_read`` raises TargetCrash at that read (1 is the first), as a driver killed
+    while it reads the router would stop there. ``reads`` counts the reads so far.
+    """
+
+    requests: int = 1000
+    failing: dict[str, float] = field(default_factory=dict)
+    latency: dict[str, float] = field(default_factory=dict)
+    crash_at_read: int | None = None
+    reads: int = 0
+
+    def read(self, weights: Mapping[str, int]) -> RouterStats:
+        """One window of made-up traffic under ``weights``, recorded as the router records."""
+        self.reads += 1
+        if self.reads == self.crash_at_read:
+            raise TargetCrash(f"crashed at read {self.reads} of the router's statistics")
+        now = time.time()
+        versions = {}
+        for version, weight in weights.items():
+            recorder = VersionRecorder(version, window_start=now - 1.0)
+            count = round(self.requests * weight / 100)
+            share = self.failing.get(version, 0.0)
+            for index in range(count):
+                failed = int((index + 1) * share) > int(index * share)
+                recorder.record(500 if failed else 200, self.latency.get(version, 0.01))
+            versions[version] = recorder.snapshot(now)
+        return RouterStats(taken_at=now, versions=versions)
 
 
 @dataclass(frozen=True)
@@ -87,6 +122,8 @@ class FakeTarget(Target):
         self.problems: list[str] = []
         self.unhealthy: set[str] = set()
         self.statistics: dict[str, RouterStats] = {}
+        self.traffic: dict[str, SimulatedTraffic] = {}
+        """Made-up traffic by router key: when set, it answers instead of ``statistics``."""
         self._actions: list[_Action] = []
         self._counts: dict[str, int] = dict.fromkeys(STEPS, 0)
         self._ports = itertools.count(20000)
@@ -259,6 +296,9 @@ class FakeRouter(TrafficRouter):
     def statistics(self, *, reset: bool = False) -> RouterStats:
         """What the test set in ``target.statistics`` for this environment (else nothing)."""
         key = self.settings.router_key
+        simulated = self.target.traffic.get(key)
+        if simulated is not None:
+            return simulated.read(self.current_weights())
         with self.target._lock:
             found = self.target.statistics.get(key) or RouterStats(taken_at=0.0, versions={})
             if reset:

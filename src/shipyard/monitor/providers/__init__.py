@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shipyard.core.config.delivery import BUILTIN_METRICS
 from shipyard.core.errors import ConfigError
-from shipyard.monitor.providers.builtin import BUILTIN_METRICS, BuiltinProvider
+from shipyard.monitor.providers.builtin import BuiltinProvider
 from shipyard.monitor.providers.command import CommandProvider
 from shipyard.monitor.providers.fake import FakeProvider
 from shipyard.monitor.providers.http import HttpProvider

@@ -1,0 +1,154 @@
+"""One look of an analysis: measure every metric of the new version, judge it, say why.
+
+A look asks each metric's provider for the new version's value and, where a metric compares
+with the stable version (``max_increase``), for the stable version's value at the same time.
+When the stable version has no value now (it gets no traffic once the new version serves
+everything), the value it had earlier in the deployment stands in, and the reason says so.
+Nothing here waits or stores: the deployment's driver decides when to look and records what
+a look found. ``replay`` rebuilds where an analysis stands from what was recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from itertools import groupby
+
+from shipyard.core.config.delivery import Analysis, AnalysisMetric
+from shipyard.core.measurements import RecordedMeasurement
+from shipyard.core.secrets import Masker
+from shipyard.monitor.analysis import AnalysisRun, Threshold, Verdict, VerdictKind, judge
+from shipyard.monitor.providers import (
+    Measurement,
+    MetricQuery,
+    MetricsError,
+    ProviderSources,
+    provider_for,
+)
+from shipyard.monitor.providers.interface import DEFAULT_MIN_REQUESTS
+
+_FIELDS = ("query", "url", "path", "command")
+
+
+@dataclass(frozen=True)
+class MetricLook:
+    """One metric at one look: the limits, both versions' measurements and the verdict."""
+
+    metric: str
+    threshold: Threshold
+    canary: Measurement
+    baseline: Measurement | None
+    verdict: Verdict
+
+
+def look(
+    analysis: Analysis,
+    *,
+    environment: str,
+    version: str,
+    baseline_version: str | None,
+    sources: ProviderSources,
+    earlier_baselines: Mapping[str, float] | None = None,
+    masker: Masker | None = None,
+) -> list[MetricLook]:
+    """Measure and judge every metric of ``analysis`` for ``version`` once, in order."""
+    earlier = earlier_baselines or {}
+    found: list[MetricLook] = []
+    for metric in analysis.metrics:
+        threshold = Threshold.of(metric)
+        canary = _measure(metric, environment, version, baseline_version, sources, masker)
+        baseline = None
+        if metric.max_increase is not None and baseline_version and baseline_version != version:
+            baseline = _measure(metric, environment, baseline_version, None, sources, masker)
+            if baseline.value is None and metric.name in earlier:
+                baseline = Measurement.of(
+                    earlier[metric.name],
+                    f"{baseline_version}'s value measured earlier in this deployment "
+                    f"(now: {baseline.reason})",
+                )
+        verdict = judge(metric.name, threshold, canary, baseline)
+        found.append(MetricLook(metric.name, threshold, canary, baseline, verdict))
+    return found
+
+
+def baselines(
+    analysis: Analysis,
+    *,
+    environment: str,
+    baseline_version: str,
+    sources: ProviderSources,
+    masker: Masker | None = None,
+) -> dict[str, float]:
+    """The stable version's value of each metric that compares with it, where there is one."""
+    values: dict[str, float] = {}
+    for metric in analysis.metrics:
+        if metric.max_increase is None:
+            continue
+        measured = _measure(metric, environment, baseline_version, None, sources, masker)
+        if measured.value is not None:
+            values[metric.name] = measured.value
+    return values
+
+
+def check_providers(analysis: Analysis, sources: ProviderSources) -> None:
+    """Raise a clear error, before anything is deployed, for a provider that cannot be built."""
+    for index, metric in enumerate(analysis.metrics):
+        provider_for(metric.provider, sources, where=f"analysis.metrics[{index}].provider")
+
+
+def replay(
+    start: AnalysisRun,
+    recorded: Sequence[RecordedMeasurement],
+    resumed_after: Iterable[int] = (),
+) -> tuple[AnalysisRun, int]:
+    """Where an analysis stands after what was recorded, and how many looks that was.
+
+    The measurements of one look share their time; ``resumed_after`` holds the number of
+    looks after which a person resumed a paused analysis (its inconclusive rows start again).
+    """
+    resumes = set(resumed_after)
+    run, looks = start, 0
+    if 0 in resumes:
+        run = run.resumed()
+    for _at, rows in groupby(recorded, key=lambda row: row.measured_at):
+        verdicts = {row.metric: Verdict(VerdictKind(row.verdict), row.reason) for row in rows}
+        run = run.after(verdicts)
+        looks += 1
+        if looks in resumes:
+            run = run.resumed()
+    return run, looks
+
+
+def _measure(
+    metric: AnalysisMetric,
+    environment: str,
+    version: str,
+    baseline_version: str | None,
+    sources: ProviderSources,
+    masker: Masker | None,
+) -> Measurement:
+    """The provider's measurement, or no data saying why (a provider error is no data)."""
+    source = f"{metric.provider} {metric.name} of {version}"
+    fields = {name: value for name in _FIELDS if (value := getattr(metric, name)) is not None}
+    try:
+        query = MetricQuery(
+            metric.name,
+            environment,
+            version,
+            baseline=baseline_version,
+            fields=fields,
+            min_requests=(
+                metric.min_requests if metric.min_requests is not None else DEFAULT_MIN_REQUESTS
+            ),
+        )
+        measured = provider_for(metric.provider, sources).measure(query)
+    except MetricsError as error:
+        why = error.message + (f" ({error.hint})" if error.hint else "")
+        measured = Measurement.no_data(why, source)
+    if masker is None:
+        return measured
+    return replace(
+        measured,
+        source=masker.mask(measured.source),
+        reason=None if measured.reason is None else masker.mask(measured.reason),
+    )
