@@ -198,3 +198,12 @@ def test_a_builtin_metric_must_be_one_the_router_measures(reject: Rejecter) -> N
     [problem] = reject(analysis("{name: latncy_p95, provider: builtin, max: 0.3}")).problems
     assert problem.message == "the builtin provider has no metric 'latncy_p95'"
     assert problem.hint == "did you mean 'latency_p95'?"
+
+
+def test_a_prometheus_metric_may_name_its_server() -> None:
+    config = load_config_text(
+        analysis("{name: p99, provider: prometheus, query: up, url: 'http://prom:9090', max: 1}")
+    )
+    analysis_of = config.environments["prod"].analysis
+    assert analysis_of is not None
+    assert analysis_of.metrics[0].url == "http://prom:9090"

@@ -273,6 +273,10 @@ PROVIDER_FIELDS: dict[str, tuple[str, ...]] = {
 }
 """The keys each provider Shipyard ships needs in a metric; other names are checked later."""
 
+PROVIDER_OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {"prometheus": ("url",)}
+"""Keys a provider may take besides those it needs (Prometheus's address, by default
+http://127.0.0.1:9090)."""
+
 BUILTIN_METRICS = (
     "error_rate",
     "request_rate",
@@ -386,7 +390,8 @@ class AnalysisMetric(StrictModel):
                     f"the {self.provider} provider needs {key}",
                     hint=_PROVIDER_HINTS[self.provider],
                 )
-        others = {key for keys in PROVIDER_FIELDS.values() for key in keys} - set(needed)
+        allowed = {*needed, *PROVIDER_OPTIONAL_FIELDS.get(self.provider, ())}
+        others = {key for keys in PROVIDER_FIELDS.values() for key in keys} - allowed
         for key in sorted(others):
             if getattr(self, key) is not None:
                 owner = next(name for name, keys in PROVIDER_FIELDS.items() if key in keys)

@@ -90,9 +90,13 @@ class PrometheusProvider(MetricProvider):
         return url
 
 
+DEFAULT_URL = "http://127.0.0.1:9090"
+"""Where Prometheus answers when a metric names no ``url`` (its own default address)."""
+
+
 def prometheus_provider(_: Any) -> PrometheusProvider:
-    """The registry's factory: each metric names its server with ``url``."""
-    return PrometheusProvider()
+    """The registry's factory: a metric names its server with ``url`` (else DEFAULT_URL)."""
+    return PrometheusProvider(DEFAULT_URL)
 
 
 def _sample(body: bytes, source: str) -> Measurement:
