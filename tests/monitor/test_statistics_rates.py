@@ -304,11 +304,14 @@ def test_simulated_canaries_with_no_difference_pass_within_minutes(
     assert sorted(passed_at)[30] <= median_looks
 
 
-@pytest.mark.parametrize("name", sorted(TESTS))
-def test_a_canary_exactly_min_effect_worse_rarely_passes(name: str) -> None:
-    """A canary without errors yet must not rule out an effect it has too few requests for."""
+@pytest.mark.parametrize(("name", "canaries"), [("msprt", 500), ("conditional", 200)])
+def test_a_canary_exactly_min_effect_worse_rarely_passes(name: str, canaries: int) -> None:
+    """A canary without errors yet must not rule out an effect it has too few requests for.
+
+    With the estimated variance alone in its upper bound, the msprt passed 3-5 % of these.
+    """
     rng = random.Random(29)
-    canaries, alpha = 300, 0.05
+    alpha = 0.01
     passed = 0
     for _ in range(canaries):
         for look in canary_run(rng, 30, 0.1, 0.02, 0.01):
