@@ -142,8 +142,9 @@ def new_instances(ctx: StepContext) -> list[InstanceRef]:
 def watch(ctx: StepContext, baseline: str | None) -> None:
     """The watch window: the new version serves everything and the analysis keeps judging it,
     while what it replaced can still take the traffic back. Timed from when it began, so a
-    driver that takes over watches only what is left."""
-    if ctx.settings.watch_s <= 0 or ctx.did("watched"):
+    driver that takes over watches only what is left. A first deployment is not watched:
+    there is nothing to go back to (``baseline`` is None)."""
+    if ctx.settings.watch_s <= 0 or baseline is None or ctx.did("watched"):
         return
     if "watch_began" not in ctx.progress:
         ctx.progress["watch_began"] = datetime.now(UTC).isoformat()
