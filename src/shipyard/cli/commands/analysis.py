@@ -61,7 +61,7 @@ def show(
                     m.measured_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
                     m.phase,
                     _number(m.value),
-                    _number(m.baseline_value),
+                    "-" if m.baseline_version is None else _number(m.baseline_value),
                     m.threshold,
                     m.verdict,
                     m.reason,
