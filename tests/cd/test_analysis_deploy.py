@@ -235,3 +235,56 @@ def test_the_watch_window_rolls_back_a_regression_after_full_rollout(
     assert incident.restored_by_version == STABLE
     assert site.weights() == {STABLE: 100}
     assert deployments.environment(site.store, "webapp", "staging").active_version == STABLE
+
+
+SEQUENTIAL = {"kind": "sequential", "alpha": 0.01, "min_effect": 0.01}
+
+
+def test_the_sequential_judge_fails_a_worse_canary_on_evidence_and_says_it_in_numbers(
+    site: Site,
+) -> None:
+    site.traffic.failing[STABLE] = 0.01
+    site.traffic.failing[NEW] = 0.05
+    steps = [{"weight": 20, "pause": "20s"}, {"weight": 100}]
+    asked = site.ask(NEW, steps=steps, analysis=analysis(judge=SEQUENTIAL, failure_limit=5))
+    with pytest.raises(DeploymentFailed) as failed:
+        site.controller().drive(asked.id)
+    assert "likelihood ratio" in failed.value.message
+    assert site.weights() == {STABLE: 100}
+    found = site.measured(asked)
+    assert found[-1].verdict == "fail"
+    assert len(found) < 20  # strong evidence ends it at once, failure_limit or not
+    evidence = found[-1].evidence
+    assert evidence is not None
+    # The counts since the step began: every look's 200 canary requests, 10 of them errors.
+    assert evidence["window_canary_requests"] == 200
+    assert evidence["canary_requests"] == 200 * len(found)
+    assert evidence["canary_errors"] == 10 * len(found)
+
+
+def test_the_sequential_judge_ends_a_step_early_once_the_effect_is_ruled_out(
+    site: Site,
+) -> None:
+    site.traffic.requests = 20000
+    site.traffic.failing[STABLE] = 0.01
+    site.traffic.failing[NEW] = 0.01
+    steps = [{"weight": 50, "pause": "30s"}, {"weight": 100}]
+    asked = site.ask(NEW, steps=steps, analysis=analysis(judge=SEQUENTIAL))
+    assert site.controller().drive(asked.id).status == DeploymentStatus.SUCCEEDED
+    found = site.measured(asked)
+    assert found[-1].verdict == "pass"
+    assert "min_effect 0.01" in found[-1].reason
+    assert len(found) < 30  # a 30 s step, over once the evidence sufficed
+    assert {m.verdict for m in found} <= {"pass", "undecided"}
+    assert site.weights() == {NEW: 100}
+
+
+def test_an_undecided_sequential_test_is_inconclusive_when_its_step_ends(site: Site) -> None:
+    site.traffic.requests = 200
+    site.traffic.failing[STABLE] = 0.01
+    site.traffic.failing[NEW] = 0.01
+    asked = site.ask(NEW, analysis=analysis(judge=SEQUENTIAL, inconclusive_limit=0))
+    with pytest.raises(DeploymentPaused) as paused:
+        site.controller().drive(asked.id)
+    assert "the step ended before the evidence decided" in paused.value.message
+    assert [m.verdict for m in site.measured(asked)] == ["undecided", "inconclusive"]

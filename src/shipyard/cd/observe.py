@@ -25,7 +25,7 @@ from shipyard.core.config.delivery import Analysis
 from shipyard.core.errors import CheckFailed, ShipyardError
 from shipyard.core.secrets import Masker
 from shipyard.core.store import Store
-from shipyard.monitor.analysis import AnalysisRun, RunOutcome
+from shipyard.monitor.analysis import AnalysisRun, RunOutcome, VerdictKind
 from shipyard.monitor.providers import ProviderSources, TrafficSnapshot, VersionTraffic
 from shipyard.monitor.runner import MetricLook, baselines, check_providers, look, replay
 
@@ -34,6 +34,9 @@ RESUMED = "analysis_resumed"
 
 BASELINES = "analysis_baselines"
 """Progress key: the stable version's latest value of each metric that compares with it."""
+
+WATCH = "watch"
+"""The phase of the watch window (canary steps are ``step N``)."""
 
 FAILED = "analysis_failed"
 """Progress key: why the analysis failed the new version (kept for a driver taking over)."""
@@ -59,6 +62,18 @@ def traffic_snapshot(stats: RouterStats) -> TrafficSnapshot:
             )
             for name, version in stats.versions.items()
         }
+    )
+
+
+def _decided_early(analysis: Analysis, phase: str, found: list[MetricLook]) -> bool:
+    """Whether a canary step may end before its time: the sequential judge ruled the effects
+    out (every metric passed, at least one by a sequential test). A watch never ends early:
+    it is there for what shows only later."""
+    return (
+        analysis.judge.kind == "sequential"
+        and phase != WATCH
+        and any(item.evidence is not None for item in found)
+        and all(item.verdict.kind is VerdictKind.PASSED for item in found)
     )
 
 
@@ -130,7 +145,7 @@ class Observer:
                     masker=self.masker,
                 ),
             )
-        for _ in range(looks):
+        for index in range(looks):
             ctx.wait(every)
             found = look(
                 analysis,
@@ -140,6 +155,8 @@ class Observer:
                 sources=window.take(),
                 earlier_baselines=ctx.progress.get(BASELINES, {}),
                 masker=self.masker,
+                step_evidence=self._step_evidence(ctx, phase),
+                last_look=index == looks - 1,
             )
             self._record(ctx, phase, baseline, found)
             self._keep_baselines(
@@ -151,6 +168,19 @@ class Observer:
                 },
             )
             self._settle(ctx, analysis)
+            if _decided_early(analysis, phase, found):
+                self.on_event(f"analysis ({phase}): every metric passed; the step ends early")
+                return
+
+    def _step_evidence(self, ctx: StepContext, phase: str) -> dict[str, list[Mapping[str, float]]]:
+        """Each metric's evidence from the looks of ``phase`` recorded so far, oldest first."""
+        with self.store.read() as conn:
+            recorded = measurements.for_deployment(conn, ctx.deployment_id)
+        evidence: dict[str, list[Mapping[str, float]]] = {}
+        for row in recorded:
+            if row.phase == phase and row.evidence is not None:
+                evidence.setdefault(row.metric, []).append(row.evidence)
+        return evidence
 
     def _record(
         self, ctx: StepContext, phase: str, baseline: str | None, found: list[MetricLook]
@@ -172,6 +202,7 @@ class Observer:
                     verdict=item.verdict.kind.value,
                     reason=item.verdict.reason,
                     measured_at=now,
+                    evidence=item.evidence,
                 )
         shown = "; ".join(f"{item.verdict.kind.value}: {item.verdict.reason}" for item in found)
         self.on_event(f"analysis ({phase}): {shown}")

@@ -6,6 +6,7 @@ later DORA read them. This module stores and reads rows; it judges nothing.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ from sqlalchemy import Connection, select
 
 from shipyard.core.store.tables import measurements
 
-VerdictName = Literal["pass", "fail", "inconclusive"]
-"""What a measurement was judged to be."""
+VerdictName = Literal["pass", "fail", "inconclusive", "undecided"]
+"""What a measurement was judged to be (``undecided``: a sequential test needs more looks)."""
 
 VERDICT_NAMES: tuple[str, ...] = get_args(VerdictName)
 """Every verdict a measurement may carry."""
@@ -40,6 +41,8 @@ class RecordedMeasurement:
     verdict: VerdictName
     reason: str
     measured_at: datetime
+    evidence: Mapping[str, float] | None = None
+    """The numbers behind the verdict (a sequential judge's counts and statistics), if any."""
 
     def as_json(self) -> dict[str, Any]:
         """The measurement as plain JSON values."""
@@ -57,6 +60,7 @@ class RecordedMeasurement:
             "verdict": self.verdict,
             "reason": self.reason,
             "measured_at": self.measured_at.isoformat(),
+            "evidence": None if self.evidence is None else dict(self.evidence),
         }
 
 
@@ -75,6 +79,7 @@ def record(
     verdict: str,
     reason: str,
     measured_at: datetime | None = None,
+    evidence: Mapping[str, float] | None = None,
 ) -> RecordedMeasurement:
     """Store one measurement in the caller's transaction and return it as stored."""
     if verdict not in VERDICT_NAMES:
@@ -97,6 +102,7 @@ def record(
         "verdict": verdict,
         "reason": reason,
         "measured_at": (measured_at or datetime.now(UTC)).astimezone(UTC),
+        "evidence": None if evidence is None else json.dumps(dict(evidence), sort_keys=True),
     }
     key = conn.execute(measurements.insert().values(**row)).inserted_primary_key
     assert key is not None
@@ -130,4 +136,5 @@ def _to_measurement(row: Mapping[Any, Any]) -> RecordedMeasurement:
         verdict=verdict,
         reason=row["reason"],
         measured_at=row["measured_at"],
+        evidence=json.loads(row["evidence"]) if row["evidence"] else None,
     )

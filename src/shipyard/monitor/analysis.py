@@ -24,6 +24,8 @@ class VerdictKind(StrEnum):
     PASSED = "pass"
     FAILED = "fail"
     INCONCLUSIVE = "inconclusive"
+    UNDECIDED = "undecided"
+    """A sequential test has data but not enough evidence either way yet: it keeps looking."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,8 @@ class Streak:
         A pass ends both rows; a fail ends the inconclusive row; an inconclusive verdict does
         not end a row of failures (no data between two failures does not excuse them).
         """
+        if verdict is VerdictKind.UNDECIDED:
+            return self
         if verdict is VerdictKind.PASSED:
             return Streak()
         if verdict is VerdictKind.FAILED:

@@ -15,14 +15,17 @@ from dataclasses import dataclass, replace
 from itertools import groupby
 
 from shipyard.core.config.delivery import Analysis, AnalysisMetric
+from shipyard.core.errors import ShipyardError
 from shipyard.core.measurements import RecordedMeasurement
 from shipyard.core.secrets import Masker
+from shipyard.monitor import sequential
 from shipyard.monitor.analysis import AnalysisRun, Threshold, Verdict, VerdictKind, judge
 from shipyard.monitor.providers import (
     Measurement,
     MetricQuery,
     MetricsError,
     ProviderSources,
+    TrafficSnapshot,
     provider_for,
 )
 from shipyard.monitor.providers.interface import DEFAULT_MIN_REQUESTS
@@ -39,6 +42,8 @@ class MetricLook:
     canary: Measurement
     baseline: Measurement | None
     verdict: Verdict
+    evidence: Mapping[str, float] | None = None
+    """The numbers behind a sequential verdict (None for a threshold's)."""
 
 
 def look(
@@ -50,12 +55,52 @@ def look(
     sources: ProviderSources,
     earlier_baselines: Mapping[str, float] | None = None,
     masker: Masker | None = None,
+    step_evidence: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
+    last_look: bool = True,
 ) -> list[MetricLook]:
-    """Measure and judge every metric of ``analysis`` for ``version`` once, in order."""
+    """Measure and judge every metric of ``analysis`` for ``version`` once, in order.
+
+    With ``judge: sequential``, the builtin metrics it knows are compared with the stable
+    version statistically while both serve (``step_evidence``: each metric's evidence from the
+    step's earlier looks); without traffic of the stable version, thresholds judge them.
+    """
     earlier = earlier_baselines or {}
     found: list[MetricLook] = []
+    window = _window(sources)
     for metric in analysis.metrics:
         threshold = Threshold.of(metric)
+        before = (step_evidence or {}).get(metric.name, ())
+        if (
+            baseline_version
+            and baseline_version != version
+            and window is not None
+            and sequential.applies(analysis.judge, metric.provider, metric.name)
+            and (_serves(window, baseline_version) or before)
+        ):
+            judged = sequential.judge_look(
+                analysis.judge,
+                metric.name,
+                window,
+                version=version,
+                baseline=baseline_version,
+                earlier=before,
+                last=last_look,
+            )
+            source = f"builtin {metric.name} of {version} against {baseline_version}"
+            canary = (
+                Measurement.of(judged.canary_value, source)
+                if judged.canary_value is not None
+                else Measurement.no_data("no requests", source)
+            )
+            stable = (
+                Measurement.of(judged.baseline_value, source)
+                if judged.baseline_value is not None
+                else Measurement.no_data("no requests", source)
+            )
+            found.append(
+                MetricLook(metric.name, threshold, canary, stable, judged.verdict, judged.evidence)
+            )
+            continue
         canary = _measure(metric, environment, version, baseline_version, sources, masker)
         baseline = None
         if metric.max_increase is not None and baseline_version and baseline_version != version:
@@ -69,6 +114,21 @@ def look(
         verdict = judge(metric.name, threshold, canary, baseline)
         found.append(MetricLook(metric.name, threshold, canary, baseline, verdict))
     return found
+
+
+def _window(sources: ProviderSources) -> TrafficSnapshot | None:
+    """The router's traffic of this look, when there is a router and it could be read."""
+    if sources.traffic is None:
+        return None
+    try:
+        return sources.traffic()
+    except ShipyardError:
+        return None
+
+
+def _serves(window: TrafficSnapshot, version: str) -> bool:
+    traffic = window.versions.get(version)
+    return traffic is not None and traffic.requests > 0
 
 
 def baselines(

@@ -410,12 +410,41 @@ _PROVIDER_HINTS = {
 }
 
 
+SEQUENTIAL_METRICS = ("error_rate", "latency_p50", "latency_p90", "latency_p95", "latency_p99")
+"""The builtin metrics the sequential judge compares between canary and stable statistically."""
+
+
+class Judge(StrictModel):
+    """How canary measurements become verdicts: fixed thresholds, or a sequential test."""
+
+    kind: Literal["threshold", "sequential"] = "threshold"
+    alpha: float = Field(default=0.01, gt=0, lt=0.5)
+    min_effect: float = Field(default=0.01, gt=0, lt=1)
+    test: Literal["msprt", "conditional"] = "msprt"
+    tau: float = Field(default=0.02, gt=0, lt=1)
+    min_samples: int = Field(default=50, ge=1, le=100_000)
+    pass_score: float = Field(default=95, ge=0, le=100)
+    marginal_score: float = Field(default=75, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _scores_in_order(self) -> Judge:
+        if self.marginal_score > self.pass_score:
+            raise config_value_error(
+                f"marginal_score {self.marginal_score:g} is above pass_score {self.pass_score:g}",
+                hint="a marginal score lies below a passing one: e.g. pass_score: 95, "
+                "marginal_score: 75",
+                at=("marginal_score",),
+            )
+        return self
+
+
 class Analysis(StrictModel):
     """The metrics judged while a new version runs, how often, and how many misses end it."""
 
     interval: Duration = timedelta(seconds=10)
     failure_limit: int = Field(default=2, ge=0, le=1000)
     inconclusive_limit: int = Field(default=3, ge=0, le=1000)
+    judge: Judge = Field(default_factory=Judge)
     metrics: list[AnalysisMetric] = Field(min_length=1, max_length=100)
 
     @field_validator("interval")

@@ -35,7 +35,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-SCHEMA_HEAD = "0011"
+SCHEMA_HEAD = "0012"
 """The newest migration; a test keeps it equal to the head of ``migrations/versions``."""
 
 metadata = MetaData(naming_convention=NAMING)
@@ -312,6 +312,7 @@ measurements = Table(
     Column("verdict", String(20), nullable=False),
     Column("reason", Text, nullable=False),
     Column("measured_at", UTCDateTime(), nullable=False),
+    Column("evidence", Text, nullable=True),
 )
 Index("ix_measurements_deployment_id", measurements.c.deployment_id)
 
