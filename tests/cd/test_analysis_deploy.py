@@ -105,13 +105,6 @@ class Site:
         return self.target.weights(ROUTER)
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("template") / "state"
-    open_store(StateDir(root=root, repo_root=None, git_common_dir=None)).dispose()
-    return root / "shipyard.db"
-
-
 @pytest.fixture
 def site(migrated: Path, tmp_path: Path) -> Iterator[Site]:
     state = StateDir(root=tmp_path / "state", repo_root=None, git_common_dir=None).ensure()

@@ -132,23 +132,33 @@ def test_a_driver_killed_during_the_analysis_is_taken_over_and_the_analysis_goes
     site: Site,  # noqa: F811 - the fixture imported above
 ) -> None:
     port = _free_port()
-    stable, url = _started_stable(site, port, pause="6s", failure_limit=3)
+    # failure_limit 8: the analysis cannot end before its ninth look, long after the kill.
+    stable, url = _started_stable(site, port, pause="20s", failure_limit=8)
     bad = site.release("feat: a release that fails under traffic")
-    site.write_config(_canary_env(port, pause="6s", failure_limit=3, env="APP_FAIL_RATE: '0.2'"))
+    site.write_config(_canary_env(port, pause="20s", failure_limit=8, env="APP_FAIL_RATE: '0.2'"))
     with Load(url, workers=2, rate=100):
         started = site.deploy(bad, "live", "--no-wait")
         assert started.code == 0, started.output
         deployment_id = int(_deployment_of(site, bad)["id"])
-        _wait(lambda: len(_looks(site, deployment_id)) >= 2, timeout=120)
-        driver = str(_json(site, "deployments", "show", str(deployment_id))["driver"])
-        os.kill(int(driver.split(":")[1]), signal.SIGKILL)
-        assert _looks(site, deployment_id)[0]["verdict"] == "fail"
+
+        def driver() -> str | None:
+            found = _json(site, "deployments", "show", str(deployment_id))["driver"]
+            return str(found) if found else None
+
+        _wait(lambda: driver() is not None, timeout=120)
+        pid = int(str(driver()).split(":")[1])
+        _wait(lambda: len(_looks(site, deployment_id)) >= 1, timeout=120)
+        os.kill(pid, signal.SIGKILL)
+        before = _looks(site, deployment_id)
+        assert before and {look["verdict"] for look in before} == {"fail"}
+        assert _deployment_of(site, bad)["status"] == "progressing"  # nobody drives it now
         resumed = site.cli("deployments", "resume", str(deployment_id), "--json")
         assert resumed.code == 0, resumed.output  # a new driver, in the background
         _wait(lambda: _deployment_of(site, bad)["status"] == "rolled_back", timeout=120)
     looks = _looks(site, deployment_id)
-    # failure_limit 3: the fourth failure in a row ends it, counting those before the kill.
-    assert [look["verdict"] for look in looks] == ["fail"] * 4
+    # The ninth failure in a row ends it, counting those made before the kill.
+    assert [look["verdict"] for look in looks] == ["fail"] * 9
+    assert len(looks) > len(before)
     assert _deployment_of(site, bad)["status"] == "rolled_back"
     assert site.state("live")["weights"] == {stable: 100}
 

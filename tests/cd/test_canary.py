@@ -79,14 +79,6 @@ class Stage:
         return sum(1 for i in self.target.started if i.version == version) // 2
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite database, copied for each test."""
-    root = tmp_path_factory.mktemp("template") / "state"
-    open_store(StateDir(root=root, repo_root=None, git_common_dir=None)).dispose()
-    return root / "shipyard.db"
-
-
 @pytest.fixture
 def stage(migrated: Path, tmp_path: Path) -> Iterator[Stage]:
     """A fresh store and fake target, with 0.1.0 deployed (the canary's stable version)."""

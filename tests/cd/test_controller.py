@@ -140,15 +140,6 @@ class Stage:
             return [e.action for e in audit.events(conn, subject=deployment.subject)]
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite database, copied for each test (migrations take seconds)."""
-    root = tmp_path_factory.mktemp("template") / "state"
-    store = open_store(StateDir(root=root, repo_root=None, git_common_dir=None))
-    store.dispose()
-    return root / "shipyard.db"
-
-
 @pytest.fixture
 def stage(migrated: Path, tmp_path: Path) -> Iterator[Stage]:
     """A fresh store (a copy of the migrated database) and a fresh fake target."""

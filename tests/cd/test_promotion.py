@@ -92,14 +92,6 @@ class History:
         return soak_of(self.store, PROJECT, "production", "staging", SOAK, version, now=at)
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite database, copied for each test (migrations take seconds)."""
-    root = tmp_path_factory.mktemp("template") / "state"
-    open_store(StateDir(root=root, repo_root=None, git_common_dir=None)).dispose()
-    return root / "shipyard.db"
-
-
 @pytest.fixture
 def history(migrated: Path, tmp_path: Path) -> Iterator[History]:
     state = StateDir(root=tmp_path / "state", repo_root=None, git_common_dir=None).ensure()

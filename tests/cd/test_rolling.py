@@ -105,15 +105,6 @@ class Stage:
         return [dict(change.weights) for change in self.target.routes[count:]]
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite database, copied for each test (migrations take seconds)."""
-    root = tmp_path_factory.mktemp("template") / "state"
-    store = open_store(StateDir(root=root, repo_root=None, git_common_dir=None))
-    store.dispose()
-    return root / "shipyard.db"
-
-
 @pytest.fixture
 def stage(migrated: Path, tmp_path: Path) -> Iterator[Stage]:
     """A fresh store with 0.1.0 serving staging on three instances (rolled in)."""
