@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from shipyard.core.config.delivery import Environments, Service, check_environments
 from shipyard.core.config.gates import Gates
+from shipyard.core.config.notifications import Notifications
 from shipyard.core.config.pipeline import Pipeline
 from shipyard.core.config.release import Release
 from shipyard.core.config.types import ProjectName, StrictModel
@@ -26,6 +27,7 @@ class ShipyardConfig(StrictModel):
     gates: Gates | None = None
     service: Service | None = None
     environments: Environments = Field(default_factory=dict)
+    notifications: Notifications = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _environments_have_a_service(self) -> ShipyardConfig:
