@@ -207,3 +207,98 @@ def test_a_prometheus_metric_may_name_its_server() -> None:
     analysis_of = config.environments["prod"].analysis
     assert analysis_of is not None
     assert analysis_of.metrics[0].url == "http://prom:9090"
+
+
+def judged(judge: str) -> str:
+    """An analysis with one metric and ``judge`` written on line 6."""
+    return analysis(
+        "{name: error_rate, provider: builtin, max: 0.01}", extra=f"      judge: {judge}\n"
+    )
+
+
+def test_the_judge_is_thresholds_by_default_with_the_documented_settings() -> None:
+    chosen = load_config_text(analysis("{name: error_rate, provider: builtin, max: 0.01}"))
+    found = chosen.environments["prod"].analysis
+    assert found is not None
+    judge = found.judge
+    assert (judge.kind, judge.alpha, judge.min_effect, judge.test) == (
+        "threshold",
+        0.01,
+        0.01,
+        "msprt",
+    )
+    assert (judge.tau, judge.min_samples, judge.pass_score, judge.marginal_score) == (
+        0.02,
+        50,
+        95,
+        75,
+    )
+
+
+def test_a_sequential_judge_is_read_as_written_and_kept_with_the_deployment() -> None:
+    chosen = load_config_text(
+        judged(
+            "{kind: sequential, alpha: 0.05, min_effect: 0.02, test: conditional, tau: 0.05, "
+            "min_samples: 200, pass_score: 90, marginal_score: 60}"
+        )
+    )
+    found = chosen.environments["prod"].analysis
+    assert found is not None
+    judge = found.judge
+    assert (judge.kind, judge.alpha, judge.min_effect, judge.test, judge.tau) == (
+        "sequential",
+        0.05,
+        0.02,
+        "conditional",
+        0.05,
+    )
+    assert (judge.min_samples, judge.pass_score, judge.marginal_score) == (200, 90, 60)
+    stored = found.model_dump(mode="json", exclude_none=True)
+    assert Analysis.model_validate(stored).judge == judge
+
+
+@pytest.mark.parametrize(
+    ("judge", "key", "message"),
+    [
+        ("{kind: bayesian}", "kind", "expected one of 'threshold' or 'sequential'"),
+        ("{alpha: 0.5}", "alpha", "must be less than 0.5, got the number 0.5"),
+        ("{alpha: 0}", "alpha", "must be greater than 0, got the number 0"),
+        ("{min_effect: 1}", "min_effect", "must be less than 1, got the number 1"),
+        ("{test: fisher}", "test", "expected one of 'msprt' or 'conditional'"),
+        ("{tau: 0}", "tau", "must be greater than 0, got the number 0"),
+        ("{min_samples: 0}", "min_samples", "must be greater than or equal to 1"),
+        ("{min_samples: 2.5}", "min_samples", "2.5"),
+        ("{pass_score: 101}", "pass_score", "must be less than or equal to 100"),
+        ("{marginal_score: -1}", "marginal_score", "must be greater than or equal to 0"),
+        ("{alpha: lots}", "alpha", "expected a number, got the string 'lots'"),
+    ],
+)
+def test_a_bad_judge_setting_is_named_at_its_line(
+    reject: Rejecter, judge: str, key: str, message: str
+) -> None:
+    [problem] = reject(judged(judge)).problems
+    assert problem.line == 6
+    assert problem.path == f"environments.prod.analysis.judge.{key}"
+    assert message in problem.message
+
+
+def test_a_misspelt_judge_key_gets_a_did_you_mean(reject: Rejecter) -> None:
+    [problem] = reject(judged("{kind: sequential, alhpa: 0.01}")).problems
+    assert problem.line == 6
+    assert problem.path == "environments.prod.analysis.judge.alhpa"
+    assert problem.hint == "did you mean 'alpha'?"
+
+
+def test_a_marginal_score_above_the_pass_score(reject: Rejecter) -> None:
+    [problem] = reject(judged("{pass_score: 80, marginal_score: 90}")).problems
+    assert problem.line == 6
+    assert problem.path == "environments.prod.analysis.judge.marginal_score"
+    assert problem.message == "marginal_score 90 is above pass_score 80"
+    assert problem.hint is not None and "pass_score: 95, marginal_score: 75" in problem.hint
+
+
+def test_equal_pass_and_marginal_scores_are_allowed() -> None:
+    chosen = load_config_text(judged("{pass_score: 80, marginal_score: 80}"))
+    found = chosen.environments["prod"].analysis
+    assert found is not None
+    assert (found.judge.pass_score, found.judge.marginal_score) == (80, 80)
