@@ -45,6 +45,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--upstream-timeout", type=float, default=60.0, help="seconds an upstream may be silent"
     )
     parser.add_argument(
+        "--feedback-path",
+        help="accept users' feedback (POST JSON) on this public path (default: off)",
+    )
+    parser.add_argument(
         "--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="event loop"
     )
     return parser.parse_args(argv)
@@ -82,7 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             admin_port=args.admin_port,
             admin_host=args.admin_host,
             drain_timeout=args.drain_timeout,
-            proxy=ProxySettings(upstream_timeout=args.upstream_timeout),
+            proxy=ProxySettings(
+                upstream_timeout=args.upstream_timeout, feedback_path=args.feedback_path
+            ),
         )
         with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
             runner.run(_serve(config))

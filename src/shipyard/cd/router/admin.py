@@ -1,4 +1,4 @@
-"""The admin API on loopback: routes, weights, drains, statistics, health and ``/metrics``.
+"""The admin API on loopback: routes, weights, drains, statistics, feedback, health, ``/metrics``.
 
 Every request needs ``Authorization: Bearer <token>`` with the token from the state directory.
 A change is validated whole, saved, then made current; a rejected change leaves the routes as
@@ -42,6 +42,9 @@ class Controlled(Protocol):
     def health(self) -> dict[str, Any]:
         """Liveness and a summary."""
 
+    def feedback_view(self) -> dict[str, Any]:
+        """The recent feedback, newest first."""
+
     def reset_stats(self, names: Sequence[str] | None) -> RouterStats:
         """Close the statistics windows of ``names`` (default all) and return them."""
 
@@ -75,6 +78,7 @@ class AdminApi:
             (b"POST", b"/undrain"): self._undrain,
             (b"GET", b"/stats"): self._stats,
             (b"POST", b"/stats/reset"): self._reset_stats,
+            (b"GET", b"/feedback"): self._feedback,
         }
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -198,6 +202,9 @@ class AdminApi:
 
     async def _stats(self, _: Any) -> tuple[int, Any]:
         return 200, self.router.stats.snapshot().as_json()
+
+    async def _feedback(self, _: Any) -> tuple[int, Any]:
+        return 200, self.router.feedback_view()
 
     async def _reset_stats(self, payload: Any) -> tuple[int, Any]:
         names = payload.get("versions") if isinstance(payload, dict) else None

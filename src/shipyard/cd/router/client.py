@@ -22,6 +22,7 @@ from shipyard.cd.router.errors import (
     RouterAuthError,
     RouterUnavailable,
 )
+from shipyard.cd.router.feedback import Feedback
 from shipyard.cd.router.routes import RouteTable
 from shipyard.cd.router.state import RouterFiles
 from shipyard.cd.router.stats import RouterStats
@@ -82,6 +83,8 @@ class RouterHealth:
     client_connections: int
     public_host: str
     public_port: int
+    feedback_path: str | None = None
+    """Where the router takes users' feedback (None: off)."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RouterHealth:
@@ -96,6 +99,31 @@ class RouterHealth:
             client_connections=int(data["client_connections"]),
             public_host=str(data["public"]["host"]),
             public_port=int(data["public"]["port"]),
+            feedback_path=None if data.get("feedback_path") is None else str(data["feedback_path"]),
+        )
+
+
+@dataclass(frozen=True)
+class RecentFeedback:
+    """The feedback a router keeps (newest first), and how much it received since it started."""
+
+    env: str
+    path: str | None
+    """Where the router takes feedback (None: off)."""
+    received: int
+    capacity: int
+    feedback: tuple[Feedback, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RecentFeedback:
+        """Read the admin API's answer."""
+        path = data.get("path")
+        return cls(
+            env=str(data["env"]),
+            path=None if path is None else str(path),
+            received=int(data["received"]),
+            capacity=int(data["capacity"]),
+            feedback=tuple(Feedback.from_json(item) for item in data["feedback"]),
         )
 
 
@@ -151,6 +179,10 @@ class RouterClient:
         """Close the windows of ``versions`` (default: all); returns the closed windows."""
         body = {"versions": list(versions) if versions is not None else None}
         return RouterStats.from_json(self._call("POST", "/stats/reset", body))
+
+    def feedback(self) -> RecentFeedback:
+        """The users' feedback the router keeps, newest first."""
+        return RecentFeedback.from_json(self._call("GET", "/feedback"))
 
     def metrics(self) -> str:
         """The Prometheus exposition served on the admin port."""

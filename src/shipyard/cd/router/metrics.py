@@ -1,8 +1,8 @@
 """The router's counters and gauges in the Prometheus text exposition format.
 
 Served on the admin port only: the public port belongs to the user's service. Per-version
-request series carry ``traffic="weighted"`` or ``traffic="pinned"`` (previews asked for with the
-version header), so a query can leave previews out.
+request and feedback series carry ``traffic="weighted"`` or ``traffic="pinned"`` (previews asked
+for with the version header), so a query can leave previews out.
 """
 
 from __future__ import annotations
@@ -66,6 +66,17 @@ def metrics_text(
             f"shipyard_router_request_duration_seconds_sum{{{base}}} {recorder.totals.latency_sum}"
         )
         lines.append(f"shipyard_router_request_duration_seconds_count{{{base}}} {cumulative}")
+    family("feedback_complaints_total", "counter", "Complaints users posted, by version.")
+    for labelled, traffic, recorder in recorders:
+        labels = f'env="{env}",{labelled}traffic="{traffic}"'
+        value = recorder.totals.complaints
+        lines.append(f"shipyard_router_feedback_complaints_total{{{labels}}} {value}")
+    family("feedback_score", "summary", "Scores (1 to 5) users posted, by version.")
+    for labelled, traffic, recorder in recorders:
+        labels = f'env="{env}",{labelled}traffic="{traffic}"'
+        totals = recorder.totals
+        lines.append(f"shipyard_router_feedback_score_sum{{{labels}}} {totals.score_sum}")
+        lines.append(f"shipyard_router_feedback_score_count{{{labels}}} {totals.scores}")
     family("version_weight", "gauge", "Share of new requests (percent) each version gets.")
     for version in plan.versions:
         labels = f'env="{env}",version="{_label(version.name)}"'

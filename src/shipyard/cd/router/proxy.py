@@ -8,15 +8,19 @@ to read. A request to switch protocols (a WebSocket) that the upstream accepts w
 becomes a tunnel: bytes both ways, untouched, until either side closes. Nothing here may raise
 out of a callback or a task: every failure becomes a response, a closed connection and a count.
 A request pinned to a version by the version header (a preview) is counted apart from weighted
-traffic. Latencies come from ``perf_counter``: the loop's clock may tick in whole milliseconds
-(uvloop's does), which would blur the judge's sample of fast requests.
+traffic. A POST to the feedback path, when one is set, is the router's own: it is counted as
+the users' feedback about a version and never reaches an upstream. Latencies come from
+``perf_counter``: the loop's clock may tick in whole milliseconds (uvloop's does), which would
+blur the judge's sample of fast requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from time import perf_counter
@@ -25,6 +29,7 @@ from typing import NamedTuple
 from shipyard.cd.router.balancer import Balancer, InstanceState, RoutePlan, VersionPlan
 from shipyard.cd.router.connection import Connection, UpstreamConnection, sweep
 from shipyard.cd.router.errors import BadMessage, PeerGone, PeerTimeout
+from shipyard.cd.router.feedback import MAX_FEEDBACK_BODY, Feedback, Via, parse_body
 from shipyard.cd.router.http import (
     CHUNKED,
     NO_BODY,
@@ -41,7 +46,7 @@ from shipyard.cd.router.http import (
     upstream_request,
 )
 from shipyard.cd.router.pool import UpstreamPool
-from shipyard.cd.router.stats import StatsBook
+from shipyard.cd.router.stats import StatsBook, VersionRecorder
 from shipyard.cd.router.streaming import Upload, pump, relay, splice
 
 log = logging.getLogger("shipyard.router")
@@ -68,6 +73,7 @@ class ProxySettings:
     pool_idle_timeout: float = 4.0  # below the keep-alive timeout of common servers (5 s)
     tunnel_timeout: float = 3600.0  # a tunnel (WebSocket) silent both ways this long closes
     sweep_interval: float = 0.25
+    feedback_path: str | None = None  # where users POST feedback; None: routed like any path
 
 
 class Route(NamedTuple):
@@ -250,6 +256,9 @@ class Proxy:
             connect_timeout=settings.connect_timeout,
         )
         self.closing = False
+        path = settings.feedback_path
+        self._feedback = None if path is None else path.encode()
+        self._feedback_query = None if path is None else path.encode() + b"?"
         self._logged: dict[str, float] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._idle_event = asyncio.Event()
@@ -296,6 +305,10 @@ class Proxy:
                     request = parse_request(data if end == len(data) else data[:end])
                 except BadMessage as error:
                     self._reject(client, error)
+                    return
+                if self._feedback is not None and self._is_feedback(request.target):
+                    buffer += data[end:]
+                    self._serve_in_task(client, request)
                     return
                 if request.drop and request.upgrade is not None:
                     buffer += data[end:]
@@ -447,6 +460,8 @@ class Proxy:
         whether the client connection stays open."""
         loop = self.loop
         if route is None:
+            if self._feedback is not None and self._is_feedback(request.target):
+                return await self._take_feedback(client, request)
             route = self._route(request)
             if route is None:
                 return self._unrouted(client, request)
@@ -671,6 +686,130 @@ class Proxy:
             upstream_bound.cancel()
             upstream.close()
 
+    # Users' feedback: a path of the router's own.
+
+    def _is_feedback(self, target: bytes) -> bool:
+        """Whether ``target`` is the feedback path (with or without a query)."""
+        query = self._feedback_query
+        return target == self._feedback or (query is not None and target.startswith(query))
+
+    async def _take_feedback(self, client: ClientConnection, request: RequestHead) -> bool:
+        """Read, check and count a user's feedback, answering 202, or a 4xx that says what is
+        wrong; whether the client connection stays open. Nothing of it goes upstream."""
+        size = request.body
+        if request.method != b"POST":
+            return self._feedback_answer(
+                client,
+                request,
+                405,
+                "send feedback with POST",
+                close=size != NO_BODY,
+                headers=((b"Allow", b"POST"),),
+            )
+        if size == CHUNKED:
+            return self._feedback_answer(
+                client, request, 411, "send feedback with a Content-Length", close=True
+            )
+        if size > MAX_FEEDBACK_BODY:
+            return self._feedback_answer(
+                client,
+                request,
+                413,
+                f"feedback is at most {MAX_FEEDBACK_BODY} bytes of JSON",
+                close=True,
+            )
+        try:
+            body = await self._read_body(client, request)
+        except PeerTimeout:
+            return self._feedback_answer(
+                client, request, 408, "the feedback did not arrive in time", close=True
+            )
+        except PeerGone:
+            return False
+        try:
+            posted = parse_body(body)
+            recorder, name, pinned, via = self._attribute(request, posted.version)
+        except BadMessage as error:
+            return self._feedback_answer(client, request, error.status, error.message)
+        recorder.feedback(posted.score, complaint=posted.complaint is not None)
+        self.stats.feedback.add(
+            Feedback(name, time.time(), posted.score, posted.complaint, pinned, via)
+        )
+        traffic = "pinned" if pinned else "weighted"
+        answer = {"accepted": True, "version": name, "traffic": traffic}
+        return self._feedback_answer(client, request, 202, answer)
+
+    async def _read_body(self, client: ClientConnection, request: RequestHead) -> bytes:
+        """The request's body of ``request.body`` bytes (asking for it after ``Expect``)."""
+        size = request.body
+        if size == NO_BODY:
+            return b""
+        if request.expect_continue and len(client.buffer) < size:
+            client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        client.read_timeout = self.settings.client_timeout
+        while len(client.buffer) < size:
+            await client.wait()
+        return client.take(size)
+
+    def _attribute(
+        self, request: RequestHead, claimed: str | None
+    ) -> tuple[VersionRecorder, str, bool, Via]:
+        """Which version feedback is about, where it is counted, whether pinned, and how it
+        was found: the version header if it names a routed version (pinned, as any request
+        with it), else the version the sticky key gives, else the body's ``version`` (routed,
+        or with statistics still kept); ``BadMessage`` (400) if none of them says."""
+        plan = self.balancer.plan
+        if request.version is not None:
+            named = plan.by_name.get(request.version)
+            if named is not None:
+                return named.pinned_recorder, named.name, True, "header"
+        key = _presented_key(plan, request)
+        if key is not None:
+            chosen = plan.choose(key)
+            if chosen is not None:
+                return chosen.recorder, chosen.name, False, "sticky"
+        if claimed is None:
+            raise BadMessage(
+                400,
+                "cannot tell which version this feedback is about: send the version the router "
+                "named in X-Shipyard-Version as 'version' in the body",
+            )
+        for version in plan.versions:
+            if version.name == claimed:
+                return version.recorder, version.name, False, "body"
+        kept = self.stats.recorders.get(claimed)
+        if kept is not None:
+            return kept, claimed, False, "body"
+        raise BadMessage(
+            400,
+            f"version {claimed[:64]!r} is not routed here: send the version the router named "
+            "in X-Shipyard-Version",
+        )
+
+    def _feedback_answer(
+        self,
+        client: Connection,
+        request: RequestHead,
+        status: int,
+        message: str | dict[str, object],
+        *,
+        close: bool = False,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> bool:
+        """Answer a feedback request with JSON (an error is counted as rejected); whether the
+        connection stays open."""
+        if status >= 400:
+            self.stats.rejected += 1
+        answer = {"error": message} if isinstance(message, str) else message
+        close = close or not request.keep_alive or self.closing
+        body = json.dumps(answer).encode() if request.method != b"HEAD" else b""
+        client.write(
+            simple_response(
+                status, body, content_type=b"application/json", close=close, headers=headers
+            )
+        )
+        return not close
+
     # Answers of the router's own.
 
     def _answer(
@@ -778,12 +917,25 @@ def _sticky_key(plan: RoutePlan, request: RequestHead) -> tuple[bytes | None, by
     name = plan.cookie
     if name is None:
         return None, b""
+    key = _presented_key(plan, request)
+    if key is not None:
+        return key, b""
+    issued = b"%016x" % random.getrandbits(64)
+    return issued, b"Set-Cookie: " + name + b"=" + issued + b"; Path=/; HttpOnly; SameSite=Lax\r\n"
+
+
+def _presented_key(plan: RoutePlan, request: RequestHead) -> bytes | None:
+    """The sticky key the request brings (header or cookie), if any; never issues one."""
+    if plan.header is not None:
+        return request.header(plan.header)
+    name = plan.cookie
+    if name is None:
+        return None
     prefix = name + b"="
     for index, field in enumerate(request.names):
         if field == b"cookie":
             for pair in field_value(request.lines[index]).split(b";"):
                 pair = pair.strip()
                 if pair.startswith(prefix) and len(pair) > len(prefix):
-                    return pair[len(prefix) :], b""
-    issued = b"%016x" % random.getrandbits(64)
-    return issued, b"Set-Cookie: " + prefix + issued + b"; Path=/; HttpOnly; SameSite=Lax\r\n"
+                    return pair[len(prefix) :]
+    return None

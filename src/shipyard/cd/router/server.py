@@ -27,6 +27,7 @@ from shipyard.cd.router.errors import (
     RouterError,
     RouterStateError,
 )
+from shipyard.cd.router.feedback import check_path
 from shipyard.cd.router.health import HealthProber
 from shipyard.cd.router.metrics import metrics_text
 from shipyard.cd.router.proxy import Proxy, ProxySettings
@@ -62,6 +63,8 @@ class RouterConfig:
             )
         if self.drain_timeout < 0:
             raise RouterConfigError("the drain timeout cannot be negative")
+        if self.proxy.feedback_path is not None:
+            check_path(self.proxy.feedback_path)
 
 
 class Router:
@@ -202,6 +205,18 @@ class Router:
             "uptime_seconds": round(time.time() - self.started_at, 3),
             "client_connections": len(self.proxy.clients),
             "public": {"host": self.config.host, "port": self.public_port},
+            "feedback_path": self.config.proxy.feedback_path,
+        }
+
+    def feedback_view(self) -> dict[str, Any]:
+        """The recent feedback, newest first, as the admin API shows it."""
+        log = self.stats.feedback
+        return {
+            "env": self.config.env,
+            "path": self.config.proxy.feedback_path,
+            "received": log.received,
+            "capacity": log.capacity,
+            "feedback": [item.as_json() for item in log.recent()],
         }
 
     def reset_stats(self, names: Sequence[str] | None) -> RouterStats:

@@ -1,9 +1,10 @@
 """Per-version statistics of the router: counters, a latency histogram and a latency sample.
 
 Counters only grow (they feed ``/metrics``); a *window* is what changed since it was last reset,
-with a bounded uniform sample of the latencies in it for the canary judge. Requests pinned to a
-version with the ``X-Shipyard-Version`` header (previews) are counted apart, so a judge reading
-a version's window sees weighted traffic only. Recording a request is a few integer additions;
+with a bounded uniform sample of the latencies in it for the canary judge. Users' feedback
+(complaints, scores) is counted per version beside the requests. Requests pinned to a version
+with the ``X-Shipyard-Version`` header (previews) are counted apart, so a judge reading a
+version's window sees weighted traffic only. Recording a request is a few integer additions;
 everything else happens when somebody reads.
 """
 
@@ -15,6 +16,8 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from shipyard.cd.router.feedback import FeedbackLog
 
 LATENCY_BOUNDS = (
     0.0005,
@@ -51,10 +54,13 @@ class Counters:
         "buckets",
         "classes",
         "client_aborts",
+        "complaints",
         "connect_failures",
         "errors",
         "latency_sum",
         "requests",
+        "score_sum",
+        "scores",
     )
 
     def __init__(self) -> None:
@@ -65,6 +71,9 @@ class Counters:
         self.client_aborts = 0
         self.buckets = [0] * (len(LATENCY_BOUNDS) + 1)
         self.latency_sum = 0.0
+        self.complaints = 0
+        self.scores = 0
+        self.score_sum = 0
 
     def copy(self) -> Counters:
         """An independent copy (a window's baseline)."""
@@ -76,6 +85,9 @@ class Counters:
         other.client_aborts = self.client_aborts
         other.buckets = list(self.buckets)
         other.latency_sum = self.latency_sum
+        other.complaints = self.complaints
+        other.scores = self.scores
+        other.score_sum = self.score_sum
         return other
 
 
@@ -107,7 +119,8 @@ class VersionStats:
 
     The counts, histogram and sample cover weighted traffic only; ``pinned`` holds the same
     figures for requests pinned to this version with the version header (None from a router
-    too old to tell them apart).
+    too old to tell them apart). ``complaints``, ``scores`` and ``score_sum`` count the users'
+    feedback about this version (0 from a router without feedback).
     """
 
     version: str
@@ -122,6 +135,9 @@ class VersionStats:
     sample: tuple[float, ...]
     sampled_from: int
     pinned: VersionStats | None = None
+    complaints: int = 0
+    scores: int = 0
+    score_sum: int = 0
 
     @property
     def window_seconds(self) -> float:
@@ -137,6 +153,11 @@ class VersionStats:
     def error_rate(self) -> float | None:
         """Share of requests answered with a 5xx; None without requests."""
         return self.responses.get("5xx", 0) / self.requests if self.requests else None
+
+    @property
+    def mean_score(self) -> float | None:
+        """The mean of the users' scores (1 to 5); None without scores."""
+        return self.score_sum / self.scores if self.scores else None
 
     def percentile(self, q: float) -> float | None:
         """The ``q`` (0..1) quantile of the latency sample, None if it is empty."""
@@ -166,6 +187,11 @@ class VersionStats:
                 "sample": list(self.sample),
                 "sampled_from": self.sampled_from,
             },
+            "feedback": {
+                "complaints": self.complaints,
+                "scores": self.scores,
+                "score_sum": self.score_sum,
+            },
         }
         if self.pinned is not None:
             data["pinned"] = self.pinned.as_json()
@@ -176,6 +202,7 @@ class VersionStats:
         """Read the JSON form back (as the admin client does)."""
         latency = data["latency"]
         pinned = data.get("pinned")
+        feedback = data.get("feedback") or {}
         return cls(
             version=str(data["version"]),
             window_start=float(data["window"]["start"]),
@@ -193,6 +220,9 @@ class VersionStats:
             sample=tuple(float(s) for s in latency["sample"]),
             sampled_from=int(latency["sampled_from"]),
             pinned=cls.from_json(pinned) if pinned else None,
+            complaints=int(feedback.get("complaints", 0)),
+            scores=int(feedback.get("scores", 0)),
+            score_sum=int(feedback.get("score_sum", 0)),
         )
 
 
@@ -259,6 +289,15 @@ class VersionRecorder:
             if slot < SAMPLE_SIZE:
                 sample[slot] = seconds
 
+    def feedback(self, score: int | None, *, complaint: bool) -> None:
+        """Count a user's feedback: a score (1 to 5) if given, a complaint if there was one."""
+        totals = self.totals
+        if score is not None:
+            totals.scores += 1
+            totals.score_sum += score
+        if complaint:
+            totals.complaints += 1
+
     def upstream_error(self, kind: str) -> None:
         """Count a request that failed because of the upstream (``kind`` in ERROR_KINDS)."""
         self.totals.errors[kind] += 1
@@ -286,6 +325,9 @@ class VersionRecorder:
             sample=tuple(self.sample),
             sampled_from=self.sampled_from,
             pinned=None if self.pinned is None else self.pinned.snapshot(now),
+            complaints=totals.complaints - base.complaints,
+            scores=totals.scores - base.scores,
+            score_sum=totals.score_sum - base.score_sum,
         )
 
     def reset(self, now: float) -> VersionStats:
@@ -301,12 +343,14 @@ class VersionRecorder:
 
 
 class StatsBook:
-    """Every version's recorder by name, kept across route changes until reset."""
+    """Every version's recorder by name, kept across route changes until reset, and the recent
+    feedback (which a reset keeps: it is a history, not a window)."""
 
     def __init__(self) -> None:
         self.recorders: dict[str, VersionRecorder] = {}
         self.rejected = 0
         self.unrouted = 0
+        self.feedback = FeedbackLog()
 
     def recorder(self, name: str) -> VersionRecorder:
         """The recorder of version ``name``'s weighted requests (its pinned ones in
