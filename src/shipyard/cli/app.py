@@ -57,6 +57,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "router": ("shipyard.cli.commands.router", "app"),
     "analysis": ("shipyard.cli.commands.analysis", "app"),
     "incident": ("shipyard.cli.commands.incidents", "app"),
+    "dora": ("shipyard.cli.commands.dora", "dora_command"),
+    "notify": ("shipyard.cli.commands.notify", "app"),
+    "agent": ("shipyard.cli.commands.agent", "app"),
     "audit": ("shipyard.cli.commands.audit", "app"),
     "db": ("shipyard.cli.commands.db", "app"),
 }
