@@ -58,8 +58,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analysis": ("shipyard.cli.commands.analysis", "app"),
     "incident": ("shipyard.cli.commands.incidents", "app"),
     "dora": ("shipyard.cli.commands.dora", "dora_command"),
-    "notify": ("shipyard.cli.commands.notify", "app"),
-    "agent": ("shipyard.cli.commands.agent", "app"),
     "audit": ("shipyard.cli.commands.audit", "app"),
     "db": ("shipyard.cli.commands.db", "app"),
 }
