@@ -47,7 +47,8 @@ class AnalysisFailed(CheckFailed):
 
 
 def traffic_snapshot(stats: RouterStats) -> TrafficSnapshot:
-    """The router's statistics as the builtin metric provider reads them (weighted traffic)."""
+    """The router's statistics as the builtin metric provider reads them (weighted traffic and
+    the feedback attributed to it)."""
     return TrafficSnapshot(
         {
             name: VersionTraffic(
@@ -59,6 +60,9 @@ def traffic_snapshot(stats: RouterStats) -> TrafficSnapshot:
                 },
                 latencies=tuple(version.sample),
                 window_seconds=version.window_seconds,
+                complaints=version.complaints,
+                scores=version.scores,
+                score_sum=version.score_sum,
             )
             for name, version in stats.versions.items()
         }
@@ -198,7 +202,7 @@ class Observer:
                     baseline_version=baseline if item.baseline is not None else None,
                     value=item.canary.value,
                     baseline_value=item.baseline.value if item.baseline is not None else None,
-                    threshold=item.threshold.describe(),
+                    threshold=item.judged_by,
                     verdict=item.verdict.kind.value,
                     reason=item.verdict.reason,
                     measured_at=now,

@@ -34,6 +34,9 @@ class Verdict:
 
     kind: VerdictKind
     reason: str
+    final: bool = False
+    """A failure that ends the analysis at once, whatever ``failure_limit`` says: a sequential
+    test's, whose evidence already bounds its false alarms."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,13 @@ class AnalysisRun:
             streaks[metric] = streaks.get(metric, Streak()).after(verdict.kind)
         for metric, verdict in verdicts.items():
             streak = streaks[metric]
+            if verdict.final and verdict.kind is VerdictKind.FAILED:
+                return replace(
+                    self,
+                    streaks=streaks,
+                    outcome=RunOutcome.FAIL,
+                    reason=f"{metric} failed on the evidence: {verdict.reason}",
+                )
             if streak.failures > self.failure_limit:
                 return replace(
                     self,

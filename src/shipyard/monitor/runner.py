@@ -44,6 +44,13 @@ class MetricLook:
     verdict: Verdict
     evidence: Mapping[str, float] | None = None
     """The numbers behind a sequential verdict (None for a threshold's)."""
+    rule: str = ""
+    """What judged it, as stored and shown: the limits, or the sequential test."""
+
+    @property
+    def judged_by(self) -> str:
+        """The rule as a person reads it (the threshold's limits unless a test judged)."""
+        return self.rule or self.threshold.describe()
 
 
 def look(
@@ -97,8 +104,16 @@ def look(
                 if judged.baseline_value is not None
                 else Measurement.no_data("no requests", source)
             )
+            chosen = analysis.judge
+            rule = (
+                f"sequential {chosen.test}, alpha {chosen.alpha:g}, "
+                f"min_effect {chosen.min_effect:g}"
+                if metric.name == "error_rate"
+                else f"sequential Mann-Whitney, alpha {chosen.alpha:g}"
+            )
+            verdict = replace(judged.verdict, final=True)
             found.append(
-                MetricLook(metric.name, threshold, canary, stable, judged.verdict, judged.evidence)
+                MetricLook(metric.name, threshold, canary, stable, verdict, judged.evidence, rule)
             )
             continue
         canary = _measure(metric, environment, version, baseline_version, sources, masker)
@@ -171,7 +186,12 @@ def replay(
     if 0 in resumes:
         run = run.resumed()
     for _at, rows in groupby(recorded, key=lambda row: row.measured_at):
-        verdicts = {row.metric: Verdict(VerdictKind(row.verdict), row.reason) for row in rows}
+        verdicts = {
+            row.metric: Verdict(
+                VerdictKind(row.verdict), row.reason, final=row.evidence is not None
+            )
+            for row in rows
+        }
         run = run.after(verdicts)
         looks += 1
         if looks in resumes:
