@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -225,6 +225,19 @@ class GateContext:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     project_dir: Path | None = None
     sbom: Path | None = None
+    actor: str | None = None
+    """Deploy checks: who asks for the deployment."""
+    deployment: Mapping[str, Any] | None = None
+    """Deploy checks: the deployment asked for (id, kind, strategy), when it is recorded."""
+    release_record: Mapping[str, Any] | None = None
+    """Deploy checks: the release to deploy as its record's JSON (version, commit, digests,
+    gate results, signer)."""
+    running: Mapping[str, Any] | None = None
+    """Deploy checks: the release the environment runs now as its record's JSON (None: none)."""
+    approvals: Sequence[Mapping[str, Any]] = ()
+    """Deploy checks: the approvals the deployment has (who, when, reason, signed or not)."""
+    read_artifact: Callable[[str, str], bytes | None] | None = None
+    """Deploy checks: a release's artifact by (version, path), None when it has no such file."""
 
     @property
     def source_dir(self) -> Path:
