@@ -169,6 +169,37 @@ def test_an_unknown_builtin_metric_lists_the_known_ones() -> None:
     assert isinstance(raised.value, UserError)
 
 
+def test_complaint_rate_is_complaints_over_requests_of_the_window() -> None:
+    traffic = VersionTraffic(requests=200, statuses={"2xx": 200}, complaints=7)
+    measured = builtin(v1_4_0=traffic).measure(query("complaint_rate"))
+    assert measured.value == pytest.approx(0.035)
+    assert measured.requests == 200
+    quiet = VersionTraffic(requests=50, statuses={"2xx": 50})
+    assert builtin(v1_4_0=quiet).measure(query("complaint_rate")).value == 0.0
+
+
+def test_complaint_rate_below_the_minimum_of_requests_is_no_data() -> None:
+    traffic = VersionTraffic(requests=5, statuses={"2xx": 5}, complaints=5)
+    measured = builtin(v1_4_0=traffic).measure(query("complaint_rate"))
+    assert measured.value is None
+    assert measured.reason == "too few requests: 5 of 20"
+    idle = VersionTraffic(requests=0, complaints=3)
+    assert builtin(v1_4_0=idle).measure(query("complaint_rate")).reason == (
+        "no requests to version 1.4.0"
+    )
+
+
+def test_feedback_score_is_the_mean_score_and_no_data_without_scores() -> None:
+    traffic = VersionTraffic(requests=3, statuses={"2xx": 3}, scores=4, score_sum=9)
+    measured = builtin(v1_4_0=traffic).measure(query("feedback_score"))
+    assert measured.value == pytest.approx(2.25)  # few requests do not hide what users said
+    unrated = VersionTraffic(requests=500, statuses={"2xx": 500}, complaints=2)
+    for provider in (builtin(v1_4_0=unrated), builtin()):
+        empty = provider.measure(query("feedback_score"))
+        assert empty.value is None
+        assert empty.reason == "no scores for version 1.4.0"
+
+
 # --- http ----------------------------------------------------------------------------------
 
 

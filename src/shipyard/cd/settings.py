@@ -51,6 +51,8 @@ class DeploySettings:
     """The environment's ``analysis`` section as JSON (None: nothing is measured or judged)."""
     watch_s: float = 0.0
     """How long the analysis watches the new version once it serves everything (``watch``)."""
+    feedback_path: str | None = None
+    """Where the router takes users' feedback (``feedback.path``); None: feedback is off."""
 
     def as_json(self) -> dict[str, Any]:
         """The JSON stored with the deployment."""
@@ -141,4 +143,5 @@ def settings_for(
         strategy_options=env.strategy.options.model_dump(mode="json", exclude_none=True),
         analysis=env.analysis.model_dump(mode="json", exclude_none=True) if env.analysis else None,
         watch_s=env.watch.total_seconds() if env.watch else 0.0,
+        feedback_path=env.feedback.path if env.feedback else None,
     )

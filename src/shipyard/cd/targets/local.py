@@ -256,6 +256,11 @@ class LocalTarget(Target):
                     settings.router_host,
                     "--state-dir",
                     str(self.state.root),
+                    *(
+                        ("--feedback-path", settings.feedback_path)
+                        if settings.feedback_path
+                        else ()
+                    ),
                 ),
                 cwd=self.state.root,
                 env={

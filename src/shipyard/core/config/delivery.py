@@ -284,8 +284,11 @@ BUILTIN_METRICS = (
     "latency_p90",
     "latency_p95",
     "latency_p99",
+    "complaint_rate",
+    "feedback_score",
 )
-"""The metrics the builtin provider measures from the router, by the name a metric uses."""
+"""The metrics the builtin provider measures from the router, by the name a metric uses
+(``complaint_rate`` and ``feedback_score`` from the users' feedback: see ``feedback``)."""
 
 
 def _check_metric_name(value: str) -> str:
@@ -468,6 +471,25 @@ class Analysis(StrictModel):
         return self
 
 
+_FEEDBACK_PATH = re.compile(r"/[\x21-\x7e]{0,1023}")
+
+
+def _check_feedback_path(value: str) -> str:
+    if not _FEEDBACK_PATH.fullmatch(value) or "?" in value or "#" in value:
+        raise config_value_error(
+            f"{value!r} is not a URL path for feedback",
+            hint="write a path such as /.shipyard/feedback: '/' first, no spaces, '?' or '#'",
+        )
+    return value
+
+
+class Feedback(StrictModel):
+    """Users' feedback through the environment's router: a POST of a score or a complaint to
+    ``path`` is counted for the version the user was served (never sent to the service)."""
+
+    path: Annotated[str, AfterValidator(_check_feedback_path)] = "/.shipyard/feedback"
+
+
 class Environment(StrictModel):
     """One environment: where it runs, how it is deployed, its own settings and secrets."""
 
@@ -481,6 +503,17 @@ class Environment(StrictModel):
     promote_from: PromoteFrom | None = None
     analysis: Analysis | None = None
     watch: Duration | None = None
+    feedback: Feedback | None = None
+
+    @field_validator("feedback", mode="before")
+    @classmethod
+    def _feedback_switch(cls, value: object) -> object:
+        """``feedback: true`` turns it on at the default path; ``false`` leaves it off."""
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        return value
 
     @field_validator("watch")
     @classmethod

@@ -1,4 +1,5 @@
-"""The builtin provider: error rate, request rate and latency quantiles from the router's traffic.
+"""The builtin provider: error rate, request rate, latency quantiles and the users' feedback
+(complaint rate, mean score) from the router's traffic.
 
 It reads a ``TrafficSnapshot`` through a callable (``cd`` adapts its router's statistics), so it
 never talks to the router itself. Latencies are in seconds and keep sub-millisecond values.
@@ -27,7 +28,13 @@ LATENCY_QUANTILES = {
 }
 """Latency metrics (seconds) and the quantile each one is."""
 
-assert set(BUILTIN_METRICS) == {"error_rate", "request_rate", *LATENCY_QUANTILES}
+assert set(BUILTIN_METRICS) == {
+    "error_rate",
+    "request_rate",
+    "complaint_rate",
+    "feedback_score",
+    *LATENCY_QUANTILES,
+}
 
 
 def quantile(sample: Sequence[float], q: float) -> float:
@@ -68,6 +75,8 @@ class BuiltinProvider(MetricProvider):
         except ShipyardError as error:
             return Measurement.no_data(f"the router's statistics cannot be read: {error}", source)
         traffic = snapshot.versions.get(query.version)
+        if query.metric == "feedback_score":
+            return _feedback_score(traffic, query.version, source)
         if traffic is None or traffic.requests == 0:
             return Measurement.no_data(
                 f"no requests to version {query.version}", source, requests=0
@@ -84,10 +93,22 @@ class BuiltinProvider(MetricProvider):
             return Measurement.of(
                 traffic.count("5xx") / traffic.requests, source, requests=traffic.requests
             )
+        if query.metric == "complaint_rate":
+            return Measurement.of(
+                traffic.complaints / traffic.requests, source, requests=traffic.requests
+            )
         if not traffic.latencies:
             return Measurement.no_data("no latency sample", source, requests=traffic.requests)
         value = quantile(traffic.latencies, LATENCY_QUANTILES[query.metric])
         return Measurement.of(value, source, requests=traffic.requests)
+
+
+def _feedback_score(traffic: VersionTraffic | None, version: str, source: str) -> Measurement:
+    """The mean of the users' scores (1 to 5) in the window; no data without a score."""
+    requests = 0 if traffic is None else traffic.requests
+    if traffic is None or traffic.scores == 0:
+        return Measurement.no_data(f"no scores for version {version}", source, requests=requests)
+    return Measurement.of(traffic.score_sum / traffic.scores, source, requests=requests)
 
 
 def _request_rate(traffic: VersionTraffic, source: str) -> Measurement:

@@ -1,4 +1,5 @@
-"""What the builtin provider reads: each version's requests, statuses and latencies in a window.
+"""What the builtin provider reads: each version's requests, statuses, latencies and users'
+feedback in a window.
 
 Monitor defines these values so that it never imports ``cd``; ``cd`` adapts its router's
 statistics to them. They hold numbers only, no behaviour beyond simple sums.
@@ -16,12 +17,16 @@ STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 @dataclass(frozen=True)
 class VersionTraffic:
-    """One version's traffic in a window: requests, counts by status class, latencies (seconds)."""
+    """One version's traffic in a window: requests, counts by status class, latencies (seconds),
+    and the users' feedback about it (complaints; scores from 1 to 5, their count and sum)."""
 
     requests: int
     statuses: Mapping[str, int] = field(default_factory=dict, hash=False)
     latencies: tuple[float, ...] = ()
     window_seconds: float = 0.0
+    complaints: int = 0
+    scores: int = 0
+    score_sum: float = 0.0
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.statuses) - set(STATUS_CLASSES))
