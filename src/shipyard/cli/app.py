@@ -57,6 +57,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "router": ("shipyard.cli.commands.router", "app"),
     "analysis": ("shipyard.cli.commands.analysis", "app"),
     "incident": ("shipyard.cli.commands.incidents", "app"),
+    "feedback": ("shipyard.cli.commands.feedback", "app"),
     "dora": ("shipyard.cli.commands.dora", "dora_command"),
     "audit": ("shipyard.cli.commands.audit", "app"),
     "db": ("shipyard.cli.commands.db", "app"),
