@@ -84,11 +84,11 @@ def test_a_slack_webhook_is_one_readable_line() -> None:
 def test_a_refusing_receiver_fails_the_delivery_and_its_path_is_never_shown() -> None:
     with webhook_receiver(status=503) as receiver:
         url = f"http://127.0.0.1:{receiver.port}/services/T0/B0/token-in-the-path"
+        notifier = WebhookNotifier(url)
         with pytest.raises(DeliveryFailed) as failed:
-            WebhookNotifier(url).send(notice())
-    assert str(failed.value) == (
-        f"http://127.0.0.1:{receiver.port}/… answered 503 Service Unavailable: ok"
-    )
+            notifier.send(notice())
+    assert str(failed.value) == "answered 503 Service Unavailable: ok"
+    assert notifier.target == f"http://127.0.0.1:{receiver.port}/…"
 
 
 def test_a_receiver_that_is_down_fails_the_delivery() -> None:

@@ -73,7 +73,7 @@ def notifier_for(notification: Notification, secret: SecretLookup) -> Notifier:
         return factory(notification, secret)
     except SecretError as error:
         raise NotifierUnavailable(
-            f"the notification to {notification.target} needs its secret: {error.message}",
+            f"the notification to {notification.target} cannot be used: {error.message}",
             hint=error.hint,
         ) from None
 

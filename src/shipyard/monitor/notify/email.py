@@ -85,11 +85,11 @@ class EmailNotifier(Notifier):
                 refused = client.send_message(message)
         except smtplib.SMTPAuthenticationError as error:
             raise DeliveryFailed(
-                f"{self._where()} refused the login of {self._user!r} ({error.smtp_code})"
+                f"the server refused the login of {self._user!r} ({error.smtp_code})"
             ) from None
         except smtplib.SMTPRecipientsRefused as error:
             raise DeliveryFailed(
-                f"{self._where()} refused every address: {', '.join(sorted(error.recipients))}"
+                f"the server refused every address: {', '.join(sorted(error.recipients))}"
             ) from None
         except smtplib.SMTPResponseException as error:
             said = (
@@ -97,13 +97,11 @@ class EmailNotifier(Notifier):
                 if isinstance(error.smtp_error, bytes)
                 else str(error.smtp_error)
             )
-            raise DeliveryFailed(f"{self._where()} answered {error.smtp_code} {said}") from None
+            raise DeliveryFailed(f"the server answered {error.smtp_code} {said}") from None
         except TimeoutError:
-            raise DeliveryFailed(
-                f"{self._where()} did not answer within {self._timeout:g} s"
-            ) from None
+            raise DeliveryFailed(f"no answer within {self._timeout:g} s") from None
         except (OSError, smtplib.SMTPException) as error:
-            raise DeliveryFailed(f"cannot send through {self._where()}: {_why(error)}") from None
+            raise DeliveryFailed(f"cannot send: {_why(error)}") from None
         taken = [address for address in self._to if address not in refused]
         answer = f"accepted for {', '.join(taken)}"
         if refused:
@@ -119,10 +117,6 @@ class EmailNotifier(Notifier):
                 context=ssl.create_default_context(),
             )
         return smtplib.SMTP(self._host, self._port, timeout=self._timeout)
-
-    def _where(self) -> str:
-        shown_host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"the SMTP server {shown_host}:{self._port}"
 
 
 def _why(error: BaseException) -> str:

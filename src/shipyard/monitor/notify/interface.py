@@ -88,5 +88,6 @@ class Notifier(ABC):
     def send(self, notice: Notice) -> str:
         """Deliver ``notice``; return what the receiver answered, in a few words.
 
-        Raises ``DeliveryFailed`` when the receiver is not reached or does not accept it.
+        Raises ``DeliveryFailed`` when the receiver is not reached or does not accept it; its
+        message says why without naming the receiver (callers show ``target`` beside it).
         """

@@ -84,11 +84,9 @@ class WebhookNotifier(Notifier):
             answer = connection.getresponse()
             text = answer.read(64 * 1024).decode("utf-8", errors="replace")
         except TimeoutError:
-            raise DeliveryFailed(
-                f"{self.target} did not answer within {self._timeout:g} s"
-            ) from None
+            raise DeliveryFailed(f"no answer within {self._timeout:g} s") from None
         except (OSError, http.client.HTTPException) as error:
-            raise DeliveryFailed(f"cannot deliver to {self.target}: {_why(error)}") from None
+            raise DeliveryFailed(f"cannot deliver: {_why(error)}") from None
         finally:
             connection.close()
         status = f"{answer.status} {answer.reason}".strip()
@@ -97,7 +95,7 @@ class WebhookNotifier(Notifier):
         said = " ".join(text.split())
         if len(said) > _ANSWER_SHOWN:
             said = said[: _ANSWER_SHOWN - 1] + "…"
-        raise DeliveryFailed(f"{self.target} answered {status}" + (f": {said}" if said else ""))
+        raise DeliveryFailed(f"answered {status}" + (f": {said}" if said else ""))
 
     def _connection(self) -> http.client.HTTPConnection:
         host = self._url.hostname or ""
