@@ -69,7 +69,8 @@ class Request:
 
 
 class WebhookReceiver:
-    """A webhook server on loopback: it records each request and answers ``status``.
+    """A webhook server on loopback: it records each request and answers ``status`` with
+    ``answer`` as the body.
 
     While ``hold`` is set it answers nothing until ``release()``; a request is recorded before it
     waits, so a test can tell the sender is in the middle of a delivery.
@@ -77,6 +78,7 @@ class WebhookReceiver:
 
     def __init__(self, port: int = 0, status: int = 200) -> None:
         self.status = status
+        self.answer = b"ok"
         self.hold = False
         self.requests: list[Request] = []
         self._released = threading.Event()
@@ -97,9 +99,9 @@ class WebhookReceiver:
                     receiver._released.wait(DEADLINE)
                 with contextlib.suppress(OSError):
                     self.send_response(receiver.status)
-                    self.send_header("Content-Length", "2")
+                    self.send_header("Content-Length", str(len(receiver.answer)))
                     self.end_headers()
-                    self.wfile.write(b"ok")
+                    self.wfile.write(receiver.answer)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
