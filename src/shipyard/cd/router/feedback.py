@@ -1,8 +1,8 @@
 """User feedback posted to the router: a score or a complaint about the version a user was served.
 
-This module reads and checks a feedback body, decides which version it is about, and keeps a
-bounded ring of recent feedback for the admin API. It does no I/O. Complaint text is the
-users' data: it is stored as sent (shortened) and never logged.
+This module reads and checks a feedback body and keeps a bounded ring of recent feedback for
+the admin API; the data path decides which version it is about. It does no I/O. Complaint text
+is the users' data: it is stored as sent (shortened), never logged, never echoed in errors.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def parse_body(body: bytes) -> FeedbackBody:
         raise _bad("the body must be a JSON object")
     unknown = sorted(key for key in data if key not in _KEYS)
     if unknown:
-        raise _bad(f"unknown key {unknown[0]!r}")
+        raise _bad(f"unknown key {unknown[0][:64]!r}")
     score = data.get("score")
     complaint = data.get("complaint")
     version = data.get("version")
