@@ -59,6 +59,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "incident": ("shipyard.cli.commands.incidents", "app"),
     "feedback": ("shipyard.cli.commands.feedback", "app"),
     "dora": ("shipyard.cli.commands.dora", "dora_command"),
+    "report": ("shipyard.cli.commands.report", "report"),
     "notify": ("shipyard.cli.commands.notify", "app"),
     "agent": ("shipyard.cli.commands.agent", "app"),
     "audit": ("shipyard.cli.commands.audit", "app"),

@@ -188,6 +188,73 @@ class Scorecard:
         }
 
 
+# -- for people -------------------------------------------------------------------------------
+
+
+LABELS = {
+    "deployment_frequency": "deployment frequency",
+    "lead_time": "lead time for changes",
+    "change_failure_rate": "change failure rate",
+    "recovery_time": "failed deployment recovery time",
+    "rework_rate": "rework rate",
+}
+"""Each metric's name for people, in the report's words."""
+
+
+def show_value(metric: Metric) -> str:
+    """A metric's value for people: 2.5/day, 3.0/week, 4h10m, 25%, or 'no data'."""
+    if metric.value is None:
+        return "no data"
+    if metric.unit == "per_day":
+        if metric.value >= 1:
+            return f"{metric.value:.1f}/day"
+        return f"{metric.value * 7:.1f}/week"
+    if metric.unit == "seconds":
+        return show_length(timedelta(seconds=metric.value))
+    return f"{metric.value:.0%}"
+
+
+def show_band(metric: Metric) -> str:
+    """The band's name, or '-' when there is none (no data, or no band for the metric)."""
+    return "-" if metric.band is None else metric.band.value
+
+
+def show_basis(metric: Metric) -> str:
+    """What a figure rests on, in words: '4 of 6 deployments failed'."""
+    c = metric.counts
+    match metric.name:
+        case "deployment_frequency":
+            return _plural(c["deployments"], "successful deployment")
+        case "lead_time":
+            return _plural(c["changes"], "change")
+        case "change_failure_rate":
+            return f"{c['failed']} of {_plural(c['deployments'], 'deployment')} failed"
+        case "recovery_time":
+            apart = f", {c['not_restored']} not restored yet" if c["not_restored"] else ""
+            return _plural(c["recoveries"], "recovery", "recoveries") + apart
+        case _:
+            return f"{c['rework']} of {_plural(c['deployments'], 'deployment')} unplanned"
+
+
+def show_length(value: timedelta) -> str:
+    """A duration for people: 2d03h, 4h10m, 12m30s, 40s."""
+    seconds = int(value.total_seconds())
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{seconds:02d}s"
+    return f"{seconds}s"
+
+
+def _plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
 # -- the bands (docs/dora.md cites the report's table) ---------------------------------------
 
 

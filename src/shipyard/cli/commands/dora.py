@@ -15,15 +15,7 @@ from shipyard.core.config import ShipyardConfig, find_config, load_config, parse
 from shipyard.core.errors import ArgumentError
 from shipyard.core.git import Git
 from shipyard.monitor import dora
-from shipyard.monitor.dora import History, Metric, Period, Scorecard
-
-LABELS = {
-    "deployment_frequency": "deployment frequency",
-    "lead_time": "lead time for changes",
-    "change_failure_rate": "change failure rate",
-    "recovery_time": "failed deployment recovery time",
-    "rework_rate": "rework rate",
-}
+from shipyard.monitor.dora import History, Period, Scorecard
 
 
 def _duration(value: str) -> timedelta:
@@ -124,64 +116,13 @@ def _print(out: Output, project: str, card: Scorecard) -> None:
     period = card.period
     title = (
         f"{project} · {card.environment} · {period.start:%Y-%m-%d %H:%M} → "
-        f"{period.end:%Y-%m-%d %H:%M} UTC ({_length(period.end - period.start)})"
+        f"{period.end:%Y-%m-%d %H:%M} UTC ({dora.show_length(period.end - period.start)})"
     )
     out.table(
         ["metric", "value", "band", "basis"],
-        [[LABELS[m.name], show_value(m), show_band(m), basis(m)] for m in card.metrics],
+        [
+            [dora.LABELS[m.name], dora.show_value(m), dora.show_band(m), dora.show_basis(m)]
+            for m in card.metrics
+        ],
         title=title,
     )
-
-
-def show_value(metric: Metric) -> str:
-    """A metric's value for people: 2.5/day, 3.0/week, 4h10m, 25%, or 'no data'."""
-    if metric.value is None:
-        return "no data"
-    if metric.unit == "per_day":
-        if metric.value >= 1:
-            return f"{metric.value:.1f}/day"
-        return f"{metric.value * 7:.1f}/week"
-    if metric.unit == "seconds":
-        return _length(timedelta(seconds=metric.value))
-    return f"{metric.value:.0%}"
-
-
-def show_band(metric: Metric) -> str:
-    """The band's name, or '-' when there is none (no data, or no band for the metric)."""
-    return "-" if metric.band is None else metric.band.value
-
-
-def basis(metric: Metric) -> str:
-    """What the figure rests on, in words."""
-    c = metric.counts
-    match metric.name:
-        case "deployment_frequency":
-            return _plural(c["deployments"], "successful deployment")
-        case "lead_time":
-            return _plural(c["changes"], "change")
-        case "change_failure_rate":
-            return f"{c['failed']} of {_plural(c['deployments'], 'deployment')} failed"
-        case "recovery_time":
-            apart = f", {c['not_restored']} not restored yet" if c["not_restored"] else ""
-            return _plural(c["recoveries"], "recovery", "recoveries") + apart
-        case _:
-            return f"{c['rework']} of {_plural(c['deployments'], 'deployment')} unplanned"
-
-
-def _plural(count: int, one: str, many: str | None = None) -> str:
-    return f"{count} {one if count == 1 else (many or one + 's')}"
-
-
-def _length(value: timedelta) -> str:
-    """2d03h, 4h10m, 12m30s, 40s."""
-    seconds = int(value.total_seconds())
-    days, rest = divmod(seconds, 86_400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours:02d}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{seconds:02d}s"
-    return f"{seconds}s"
