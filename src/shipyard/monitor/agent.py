@@ -381,7 +381,8 @@ def agent_lock(state_root: Path, project: str, *, wait_seconds: float = 2.0) -> 
 
 
 def agent_pid(state_root: Path, project: str) -> int | None:
-    """The pid of the agent that serves ``project`` now, or None when none does."""
+    """The pid of the agent that serves ``project`` now (0 if it wrote none yet), or None when
+    no agent does."""
     path = lock_path(state_root, project)
     try:
         descriptor = os.open(path, os.O_RDONLY)
