@@ -78,7 +78,8 @@ class GateFailure:
 
 @dataclass(frozen=True)
 class FlakyJob:
-    """A job that failed and then passed on a retry of the same run (``shipyard runs flaky``)."""
+    """A job recorded as flaky: it failed, then passed with the same cache key
+    (``shipyard runs flaky``)."""
 
     name: str
     job: str
@@ -249,7 +250,7 @@ def render(data: ReportData) -> str:
             + _figure(
                 "chart-flaky",
                 _flaky_chart(data.flaky),
-                "Jobs that failed, then passed on a retry.",
+                "Jobs that failed, then passed with the same inputs: flaky, not fixed.",
                 None if data.flaky else NO_FLAKY_JOBS,
             )
             + _flaky_table(data.flaky),
