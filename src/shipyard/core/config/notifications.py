@@ -21,6 +21,8 @@ from shipyard.core.config.types import Duration, StrictModel
 
 EVENT_TYPES = (
     "deployment.created",
+    "deployment.waiting",
+    "deployment.approved",
     "deployment.progressing",
     "deployment.paused",
     "deployment.succeeded",

@@ -17,6 +17,8 @@ _LONGEST = 300
 
 _DONE = {
     "created": "was requested",
+    "waiting": "waits for a person",
+    "approved": "was approved",
     "progressing": "is rolling out",
     "paused": "is paused",
     "succeeded": "succeeded",
@@ -40,8 +42,11 @@ def _deployment(notice: Notice, action: str, data: Mapping[str, Any]) -> str:
     number = notice.subject.removeprefix("deployment:")
     version = f" of {data['version']}" if data.get("version") else ""
     where = f" to {data['environment']}" if data.get("environment") else ""
-    why = f": {data['message']}" if data.get("message") else ""
-    return f"deployment {number}{version}{where} {_DONE.get(action, action)}{why}"
+    by = f" by {data['approver']}" if data.get("approver") else ""
+    why = data.get("message") or data.get("reason")
+    return f"deployment {number}{version}{where} {_DONE.get(action, action)}{by}" + (
+        f": {why}" if why else ""
+    )
 
 
 def _incident(notice: Notice, action: str, data: Mapping[str, Any]) -> str:
