@@ -423,34 +423,29 @@ def _timeline_chart(data: ReportData) -> str:
         return _svg(fig, "timeline")
     seen: set[str] = set()
     for row, env in enumerate(envs):
-        for incident in data.history.incidents:
-            if incident.environment != env:
-                continue
-            start = max(incident.opened_at, data.period.start)
-            end = min(incident.restored_at or data.period.end, data.period.end)
-            if end <= start:
-                continue
-            label = "" if "incident" in seen else "incident"
-            seen.add("incident")
-            left = _day_number(start)
+        spans = _incident_spans(data, env)
+        if spans:
             ax.broken_barh(
-                [(left, _day_number(end) - left)],
+                spans,
                 (row - 0.3, 0.6),
                 facecolors=INCIDENT_COLOUR,
                 alpha=0.6,
-                label=label,
+                label="" if "incident" in seen else "incident",
             )
+            seen.add("incident")
+        # One collection per kind of marker: thousands of single markers draw slowly.
+        marks: dict[tuple[str, str, str], list[float]] = {}
         for d in data.history.deployments:
             finished = d.finished_at
             if d.environment != env or not d.finished or finished not in data.period:
                 continue
             assert finished is not None
-            label, marker, colour = STATUS_STYLE.get(
-                (d.kind, d.status), (f"{d.kind} {d.status}", "s", "#616161")
-            )
+            style = STATUS_STYLE.get((d.kind, d.status), (f"{d.kind} {d.status}", "s", "#616161"))
+            marks.setdefault(style, []).append(_day_number(finished))
+        for (label, marker, colour), moments in marks.items():
             ax.scatter(
-                [_day_number(finished)],
-                [row],
+                moments,
+                [row] * len(moments),
                 marker=marker,
                 color=colour,
                 s=70,
@@ -468,6 +463,20 @@ def _timeline_chart(data: ReportData) -> str:
     else:
         ax.text(0.5, 0.5, NO_DEPLOYMENTS, ha="center", va="center", transform=ax.transAxes)
     return _svg(fig, "timeline")
+
+
+def _incident_spans(data: ReportData, env: str) -> list[tuple[float, float]]:
+    """Where and how long each incident of ``env`` lasted within the period, in day numbers."""
+    spans = []
+    for incident in data.history.incidents:
+        if incident.environment != env:
+            continue
+        start = max(incident.opened_at, data.period.start)
+        end = min(incident.restored_at or data.period.end, data.period.end)
+        if end > start:
+            left = _day_number(start)
+            spans.append((left, _day_number(end) - left))
+    return spans
 
 
 def _gate_chart(failures: Sequence[GateFailure]) -> str:
