@@ -1,12 +1,15 @@
 """Release gates and deploy checks: judge a candidate or a deployment, record every verdict.
 
 The gate interface and registry, the concurrent runner, the stored records and overrides,
-SARIF output, and the gates themselves: known vulnerabilities, secrets, licenses and the SBOM.
+SARIF output, and the gates themselves: known vulnerabilities, secrets, licenses and the SBOM
+(release gates), policy as code and metric gates (deploy checks).
 This pillar imports ``core`` only; the CLI and the release flow wire it to the user.
 """
 
 from __future__ import annotations
 
+from shipyard.gates import metrics as _metrics  # registers the gate
+from shipyard.gates import policy as _policy  # registers the gate
 from shipyard.gates import vulnerabilities as _vulnerabilities  # registers the gate
 from shipyard.gates.interface import (
     GATES,
@@ -44,6 +47,8 @@ VulnerabilityGate = _vulnerabilities.VulnerabilityGate
 LicenseGate = _licenses.LicenseGate
 SecretGate = _secrets.SecretGate
 SbomGate = _sbom.SbomGate
+PolicyGate = _policy.PolicyGate
+MetricsGate = _metrics.MetricsGate
 
 __all__ = [
     "GATES",
@@ -59,6 +64,8 @@ __all__ = [
     "GateResult",
     "GateRun",
     "LicenseGate",
+    "MetricsGate",
+    "PolicyGate",
     "SbomGate",
     "SecretGate",
     "Severity",

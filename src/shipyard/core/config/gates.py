@@ -1,8 +1,9 @@
-"""The ``gates`` section of ``shipyard.yaml``: which release gates run and how strictly.
+"""The ``gates`` section of ``shipyard.yaml``: which release gates and deploy checks run.
 
-This is the validated raw form: levels, durations, ignore entries, secret rules, license lists
-and interpreter paths. It knows no gate's code; the gates pillar builds the runtime gates from
-it and decides what an expired ignore, stale data or an unknown license means.
+This is the validated raw form: levels, durations, ignore entries, secret rules, license lists,
+interpreter paths, policy folders and metric bounds. It knows no gate's code; the gates pillar
+builds the runtime gates from it and decides what an expired ignore, stale data, an unknown
+license, a denying policy or a regressed metric means.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from shipyard.core.config.problems import config_value_error, did_you_mean
+from shipyard.core.config.delivery import MetricName
+from shipyard.core.config.problems import config_value_error, describe_value, did_you_mean
 from shipyard.core.config.types import ByteSize, Duration, StrictModel
 
 SeverityLevel = Literal["low", "medium", "high", "critical"]
@@ -289,10 +291,172 @@ class SbomGateSettings(StrictModel):
     unpinned: Literal["fail", "warn"] = "warn"
 
 
+DEFAULT_POLICY_PATHS = ("policies/",)
+"""Where the Rego policies live, relative to the project's folder, unless configured."""
+
+
+def _inside_project(value: str, example: str) -> str:
+    if not value.strip() or value.startswith("/") or ".." in value.replace("\\", "/").split("/"):
+        raise config_value_error(
+            f"{value!r} must be a path inside the project's folder",
+            hint=f"write a relative path without '..', such as {example}",
+        )
+    return value
+
+
+def _check_policy_path(value: str) -> str:
+    return _inside_project(value, "policies/ or policies/deploy.rego")
+
+
+def _check_artifact_file(value: str) -> str:
+    return _inside_project(value, "eval.json or reports/eval.json, as the pipeline stores it")
+
+
+PolicyPath = Annotated[str, AfterValidator(_check_policy_path)]
+ArtifactFile = Annotated[str, AfterValidator(_check_artifact_file)]
+
+
+class PolicyGateSettings(StrictModel):
+    """The policy deploy check: the Rego v1 files (or folders of them) it evaluates."""
+
+    paths: tuple[PolicyPath, ...] = DEFAULT_POLICY_PATHS
+
+    @model_validator(mode="after")
+    def _check(self) -> PolicyGateSettings:
+        if not self.paths:
+            raise config_value_error(
+                "no policy path is named",
+                hint="name a folder of .rego files, such as policies/, or leave paths out",
+                at=("paths",),
+            )
+        seen: dict[str, int] = {}
+        for index, path in enumerate(self.paths):
+            key = path.rstrip("/")
+            if key in seen:
+                raise config_value_error(
+                    f"the path {path!r} is named twice (also at paths[{seen[key]}])",
+                    at=("paths", index),
+                )
+            seen[key] = index
+        return self
+
+
+PathStep = str | int
+"""One step of a value path: a key of a JSON object or an index of a JSON array."""
+
+VALUE_PATH_FORMS = "keys and indexes like accuracy, scores.f1 or results[0].value ($: all)"
+"""How a value path is written, as shown in error messages."""
+
+_PATH_KEY = re.compile(r"[^.\[\]]+")
+_PATH_INDEX = re.compile(r"\[([0-9]+)\]")
+
+
+def value_path_steps(path: str) -> tuple[PathStep, ...]:
+    """The steps of a path like ``a.b[0].c`` into a JSON document (``$`` alone: the whole).
+
+    Raises ``ValueError`` saying where a malformed path goes wrong.
+    """
+    text = path.strip()
+    if text.startswith("$"):
+        text = text[1:].removeprefix(".")
+        if not text:
+            return ()
+    steps: list[PathStep] = []
+    position = 0
+    while position < len(text):
+        if text[position] == "[":
+            index = _PATH_INDEX.match(text, position)
+            if index is None:
+                raise ValueError(f"expected an index like [0] at character {position + 1}")
+            steps.append(int(index.group(1)))
+            position = index.end()
+            continue
+        if steps:
+            if text[position] != ".":
+                raise ValueError(f"expected '.' or '[' at character {position + 1}")
+            position += 1
+        key = _PATH_KEY.match(text, position)
+        if key is None:
+            raise ValueError(f"expected a key at character {position + 1}")
+        steps.append(key.group(0))
+        position = key.end()
+    if not steps:
+        raise ValueError("the path is empty")
+    return tuple(steps)
+
+
+def _check_value_path(value: str) -> str:
+    try:
+        value_path_steps(value)
+    except ValueError as error:
+        raise config_value_error(
+            f"{value!r} is not a value path: {error}", hint=f"write {VALUE_PATH_FORMS}"
+        ) from None
+    return value.strip()
+
+
+def _check_bound(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise config_value_error(
+            f"expected a number, got {describe_value(value)}", hint="write a number such as 0.9"
+        )
+    return value
+
+
+ValuePath = Annotated[str, AfterValidator(_check_value_path)]
+Bound = Annotated[float, BeforeValidator(_check_bound), Field(allow_inf_nan=False)]
+
+
+class MetricGate(StrictModel):
+    """One metric a release must meet: a number in one of its artifacts, its bounds, and how
+    far it may fall behind the release the target environment runs."""
+
+    name: MetricName
+    file: ArtifactFile
+    path: ValuePath
+    min: Bound | None = None
+    max: Bound | None = None
+    no_regression: Annotated[Bound, Field(ge=0)] | None = None
+    better: Literal["higher", "lower"] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> MetricGate:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise config_value_error(
+                f"min {self.min:g} is above max {self.max:g}, so no value can pass",
+                hint="swap them, or drop one",
+                at=("min",),
+            )
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Which way is better: ``better`` when set, else lower when only ``max`` is set."""
+        if self.better is not None:
+            return self.better == "higher"
+        return not (self.max is not None and self.min is None)
+
+
+def _check_metric_gates(value: tuple[MetricGate, ...]) -> tuple[MetricGate, ...]:
+    seen: dict[str, int] = {}
+    for index, gate in enumerate(value):
+        if gate.name in seen:
+            raise config_value_error(
+                f"the metric {gate.name!r} is named twice (also at [{seen[gate.name]}])",
+                hint="give each metric its own name",
+                at=(index, "name"),
+            )
+        seen[gate.name] = index
+    return value
+
+
 class Gates(StrictModel):
-    """The release gates a candidate must pass; a gate not named here does not run."""
+    """The release gates a candidate must pass and the deploy checks a deployment must pass;
+    a gate not named here does not run."""
 
     vulnerabilities: VulnerabilityGateSettings | None = None
     secrets: Annotated[SecretGateSettings | None, BeforeValidator(_switch)] = None
     licenses: Annotated[LicenseGateSettings | None, BeforeValidator(_switch)] = None
     sbom: Annotated[SbomGateSettings | None, BeforeValidator(_switch)] = None
+    policy: Annotated[PolicyGateSettings | None, BeforeValidator(_switch)] = None
+    metrics: Annotated[tuple[MetricGate, ...], AfterValidator(_check_metric_gates)] | None = None
