@@ -16,6 +16,7 @@ from shipyard.core.config import CONFIG_FILE_NAME, find_config, load_config
 from shipyard.core.errors import ArgumentError, ConfigError
 from shipyard.core.git import Git
 from shipyard.core.repoconfig import config_location, load_committed
+from shipyard.gates.metrics import recorded_metrics
 from shipyard.orchestrator.release import ReleaseRequest
 from shipyard.orchestrator.release import release as cut_release
 from shipyard.release import planning, publish, records
@@ -240,14 +241,15 @@ def show_release(
     file: FileOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Show one release: commit, bundle, artifacts, signature and changelog."""
+    """Show one release: commit, bundle, artifacts, signature, metric gates and changelog."""
     out = Output(json_mode=json_)
     ctx = Context()
     project = _project_name(file, ctx)
     _reconcile(ctx, project, out)
     record = records.get(ctx.store, project, version_)
+    metrics = recorded_metrics(ctx.store, project, record.version)
     if json_:
-        out.json(record.as_json())
+        out.json({**record.as_json(), "metrics": [metric.as_json() for metric in metrics]})
         return
     out.table(
         ["", ""],
@@ -265,7 +267,29 @@ def show_release(
     )
     if record.artifacts:
         out.table(["artifact", "digest"], sorted(record.artifacts.items()))
+    if metrics:
+        out.table(
+            ["environment", "metric", "value", "running", "verdict", "gate run"],
+            [
+                [
+                    m.environment or "-",
+                    m.metric,
+                    _metric_value(m.value),
+                    f"{m.running_version} {_metric_value(m.running_value)}"
+                    if m.running_version
+                    else "-",
+                    m.verdict + (f" (overridden by {m.overridden_by})" if m.overridden_by else ""),
+                    f"#{m.gate_run}",
+                ]
+                for m in metrics
+            ],
+            title="metric gates",
+        )
     out.line(record.changelog)
+
+
+def _metric_value(value: float | None) -> str:
+    return "no value" if value is None else f"{value:.6g}"
 
 
 def verify(
