@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "secrets": ("shipyard.cli.commands.secrets", "app"),
     "sbom": ("shipyard.cli.commands.sbom", "sbom"),
     "advisories": ("shipyard.cli.commands.advisories", "app"),
+    "policy": ("shipyard.cli.commands.policy", "app"),
     "deploy": ("shipyard.cli.commands.deploy", "deploy"),
     "promote": ("shipyard.cli.commands.promote", "promote"),
     "rollback": ("shipyard.cli.commands.deploy", "rollback"),
