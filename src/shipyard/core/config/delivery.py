@@ -490,6 +490,74 @@ class Feedback(StrictModel):
     path: Annotated[str, AfterValidator(_check_feedback_path)] = "/.shipyard/feedback"
 
 
+_GROUP_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_KEY_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def _check_group_name(value: str) -> str:
+    if not _GROUP_NAME.fullmatch(value):
+        raise config_value_error(
+            f"{value!r} is not a group name",
+            hint="use lower-case letters, digits, '.', '_' and '-' (release-managers); the "
+            "members are listed in <approvers>/groups/NAME.txt",
+        )
+    return value
+
+
+def _check_key_id(value: str) -> str:
+    if not _KEY_ID.fullmatch(value):
+        raise config_value_error(
+            f"{value!r} is not a key id",
+            hint="write a signing key's full id, 64 lower-case hex digits, as "
+            "'shipyard keys list --json' prints it",
+        )
+    return value
+
+
+def _check_approvers_folder(value: str) -> str:
+    if not value.strip() or value.startswith("/") or "\\" in value:
+        raise config_value_error(
+            f"{value!r} is not a folder of the project",
+            hint="write a path relative to the folder of shipyard.yaml: .shipyard-approvers",
+        )
+    if ".." in value.split("/"):
+        raise config_value_error(
+            f"{value!r} leaves the project's folder", hint="keep the approvers in the project"
+        )
+    return value
+
+
+GroupName = Annotated[str, AfterValidator(_check_group_name)]
+KeyId = Annotated[str, AfterValidator(_check_key_id)]
+
+
+class Approval(StrictModel):
+    """Who must approve a deployment to the environment before it starts.
+
+    ``required`` different people approve; with ``not_author`` the author of the release's
+    commit and with ``not_releaser`` whoever made the release do not count; with ``groups``
+    only members of one of them count; with ``signed`` only approvals signed with a key listed
+    in the ``approvers`` folder count.
+    """
+
+    required: int = Field(default=1, ge=1, le=20)
+    not_author: bool = False
+    not_releaser: bool = False
+    groups: list[GroupName] = Field(default_factory=list, max_length=20)
+    signed: bool = False
+    approvers: Annotated[str, AfterValidator(_check_approvers_folder)] = ".shipyard-approvers"
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_unique(cls, value: list[str]) -> list[str]:
+        for index, name in enumerate(value):
+            if name in value[:index]:
+                raise config_value_error(
+                    f"group {name!r} is written twice", hint="name each group once", at=(index,)
+                )
+        return value
+
+
 class Environment(StrictModel):
     """One environment: where it runs, how it is deployed, its own settings and secrets."""
 
@@ -504,6 +572,8 @@ class Environment(StrictModel):
     analysis: Analysis | None = None
     watch: Duration | None = None
     feedback: Feedback | None = None
+    approval: Approval | None = None
+    trusted_keys: list[KeyId] | None = Field(default=None, min_length=1, max_length=100)
 
     @field_validator("feedback", mode="before")
     @classmethod

@@ -35,7 +35,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-SCHEMA_HEAD = "0012"
+SCHEMA_HEAD = "0013"
 """The newest migration; a test keeps it equal to the head of ``migrations/versions``."""
 
 metadata = MetaData(naming_convention=NAMING)
@@ -340,3 +340,19 @@ incidents = Table(
 )
 Index("ix_incidents_environment", incidents.c.project, incidents.c.environment)
 Index("ix_incidents_deployment_id", incidents.c.deployment_id)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("deployment_id", BigInteger, nullable=False),
+    Column("approver", String(320), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("approved_at", UTCDateTime(), nullable=False),
+    Column("statement", Text, nullable=True),
+    Column("signature", Text, nullable=True),
+    Column("key_id", String(64), nullable=True),
+    UniqueConstraint("deployment_id", "approver", name="uq_approvals_deployment_id"),
+)
