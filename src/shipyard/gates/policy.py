@@ -234,7 +234,7 @@ _V0_MESSAGE = "is Rego v0 syntax (a rule body without 'if'); Shipyard reads Rego
 _V0_HINT = (
     "in Rego v1 every rule body follows 'if', and a rule that collects messages says "
     "'contains': write 'deny contains msg if { ... }' for 'deny[msg] { ... }' and "
-    f"'allow if {{ ... }}' for 'allow {{ ... }}' (opa fmt --v0-v1 rewrites a file); see {_DOCS}"
+    f"'allow if {{ ... }}' for 'allow {{ ... }}'; see {_DOCS}"
 )
 
 
@@ -573,7 +573,9 @@ else:
         answer["error"] = {"kind": "compile", "texts": compile_errors}
     else:
         try:
-            rego.set_input_term(json.dumps(request["input"]))
+            # Not ASCII-escaped: regopy keeps a string's escapes as written, so "é" in the
+            # input must be written as a policy's literal "é" is, or the two never compare equal.
+            rego.set_input_term(json.dumps(request["input"], ensure_ascii=False))
             for query in request["queries"]:
                 output = rego.query(query)
                 if not output.ok():
