@@ -646,7 +646,8 @@ def evaluate(
 def _run_child(request: Mapping[str, Any], timeout_s: float) -> dict[str, Any]:
     try:
         child = subprocess.run(
-            [sys.executable, "-I", "-c", _CHILD],
+            # -P: the current folder (a project's own json.py, say) is not on the child's path.
+            [sys.executable, "-P", "-c", _CHILD],
             input=json.dumps(request),
             capture_output=True,
             text=True,
