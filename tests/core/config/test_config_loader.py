@@ -58,7 +58,7 @@ def test_invalid_is_a_user_error_with_structured_problems() -> None:
             path="extra",
             message="unknown key 'extra'",
             hint="remove it; the keys allowed here are: "
-            "environments, gates, pipeline, project, release, service",
+            "environments, gates, notifications, pipeline, project, release, service",
         ),
     ]
     assert str(error).splitlines() == [str(problem) for problem in error.problems]
