@@ -17,15 +17,34 @@ Reported: the median time to detect a canary failing 5 % of its requests; false 
 with no difference (``min_effect`` 0.01); how soon each judge detects a canary exactly
 ``min_effect`` worse (2 %), and how often the sequential judge wrongly passes one. A canary
 never decided counts as later than any decided one in a median.
+
+Then a live run: ``examples/webapp`` released twice and deployed through the CLI behind the
+real router (as ``bench_cd`` and ``bench_canary`` do), the stable version failing 1 % of its
+requests and the canary 5 % (``APP_FAIL_RATE``), at a 10 % canary weight under ~100
+requests/s. The same canary is deployed once with the Argo-like analysis above and twice with
+``judge: {kind: sequential}`` (looking every 10 s as in the simulation, then every second);
+each is rolled back. Reported: each one's time to rollback, by the router's own clock from the
+table that gave the canary traffic to the one that took it back, and the ratios.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import random
 import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench_canary import Router, RouteWatch
+from bench_cd import ROOT, release_example_twice, shipyard
 
 from shipyard.monitor.analysis import AnalysisRun, RunOutcome, Threshold, judge
 from shipyard.monitor.providers.interface import Measurement
@@ -70,6 +89,12 @@ class Outcome:
 
 
 def run(report: object) -> None:
+    """The simulation, then the live run through the real router."""
+    simulate(report)
+    live(report)
+
+
+def simulate(report: object) -> None:
     """Simulate, judge, and report times to detect, false alarms, times to pass, wrong passes."""
     bad = [_traffic(random.Random(1_000 + i), BAD_RATE) for i in range(CANARIES)]
     same = [_traffic(random.Random(2_000 + i), BASE_RATE) for i in range(CANARIES)]
@@ -236,3 +261,183 @@ def _deciles(times: list[float | None]) -> str:
     ordered = sorted(math.inf if t is None else t for t in times)
     tenth, ninetieth = ordered[len(ordered) // 10], ordered[len(ordered) * 9 // 10]
     return f"{tenth:g}-{ninetieth:g} s"
+
+
+STABLE, CANARY = "0.1.0", "0.2.0"
+LIVE_RATE = 100
+"""Requests per second the load aims at, as in the simulation (it paces, it does not promise)."""
+LIVE_STEP = "5m"
+"""The canary step: longer than either judge takes, so that only a judge ends it."""
+LIVE_CONFIG = """project: webapp
+release:
+  version_files: [VERSION]
+service:
+  command: python3 -m app --port {{port}}
+  instances: 2
+  health: {{http: /healthz, timeout: 15s, interval: 50ms}}
+environments:
+  live:
+    strategy: {{canary: {{steps: [{{weight: {weight}, pause: {step}}}, {{weight: 100}}]}}}}
+    env: {{APP_FAIL_RATE: '{fail_rate}'}}
+    analysis:
+      interval: {interval}s
+      failure_limit: {failure_limit}
+      judge: {{kind: {judge}, alpha: {alpha}, min_effect: {min_effect}, tau: {tau}}}
+      metrics:
+        - {{name: error_rate, provider: builtin, max: {max}}}
+"""
+
+
+@dataclass(frozen=True)
+class LiveJudge:
+    """One way of judging the live canary: the judge's kind and how often it looks."""
+
+    label: str
+    kind: str
+    interval_s: int
+
+
+ARGO_LIKE = LiveJudge(
+    f"Argo-like: max {ARGO_MAX} every {CHECK_S} s, failure_limit {FAILURE_LIMIT}",
+    "threshold",
+    CHECK_S,
+)
+LIVE_SEQUENTIAL = (
+    LiveJudge(f"sequential msprt, a look every {LOOK_S} s (as simulated)", "sequential", LOOK_S),
+    LiveJudge("sequential msprt, a look every second", "sequential", 1),
+)
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """A live canary's rollback: how long the canary had traffic, and what it served."""
+
+    seconds: float
+    """From the router's table that gave the canary traffic to the one that took it back."""
+    looks: int
+    requests: int
+    """The canary's answers the load counted (it serves none once rolled back)."""
+    errors: int
+    """Of them, 500s."""
+    connection_errors: int
+    """Requests the load sent that got no answer at all (refused, reset...), any version."""
+    command_s: float
+    """The whole ``shipyard deploy`` process, start-up and verification included."""
+
+
+def live(report: Any) -> None:
+    """Deploy the same 5 % canary with each judge through the real router; report the times."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from loadsupport import Load
+
+    with tempfile.TemporaryDirectory(prefix="shipyard-bench-judge-") as tmp:
+        repo = Path(tmp) / "repo"
+        env = {
+            **os.environ,
+            "XDG_CONFIG_HOME": str(Path(tmp) / "xdg"),
+            "CI": "1",
+            "SHIPYARD_USER": "bench@example.com",
+            "GIT_AUTHOR_NAME": "bench",
+            "GIT_AUTHOR_EMAIL": "bench@example.com",
+            "GIT_COMMITTER_NAME": "bench",
+            "GIT_COMMITTER_EMAIL": "bench@example.com",
+        }
+        release_example_twice(repo, env, _live_config(ARGO_LIKE, BASE_RATE))
+        try:
+            shipyard(repo, env, "deploy", STABLE, "--env", "live")  # all at once: the first
+            router = Router.of(repo, "webapp-live")
+            url = "http://{}:{}/".format(*router.public)
+            found: dict[LiveJudge, Rollback] = {}
+            for way in (*LIVE_SEQUENTIAL, ARGO_LIKE):
+                (repo / "shipyard.yaml").write_text(_live_config(way, BAD_RATE))
+                with Load(url, workers=2, rate=LIVE_RATE) as load, RouteWatch(router) as watch:
+                    found[way] = _rolled_back(repo, env, watch, load)
+                print(f"[bench] live, {way.label}: {found[way]}", file=sys.stderr, flush=True)
+        finally:
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "from shipyard.cd.supervisor import Supervisor; from shipyard.core import "
+                    "state; Supervisor.for_state(state.locate()).shutdown()",
+                ],
+                cwd=repo,
+                env=env,
+                check=False,
+            )
+    argo = found[ARGO_LIKE]
+    setting = f"webapp 5% vs 1% errors, weight {WEIGHT:.0%}, ~{LIVE_RATE} req/s"
+    for way in LIVE_SEQUENTIAL:
+        mine = found[way]
+        report.ratio(
+            f"live: time to rollback of a 5x canary, {way.label} ({setting})",
+            mine.seconds,
+            argo.seconds,
+            unit="s",
+            baseline_name=ARGO_LIKE.label,
+            max_ratio=1 / 3,
+            note=f"router clock; {mine.looks} looks against {argo.looks}; whole deploy command "
+            f"{mine.command_s:.0f} s against {argo.command_s:.0f} s",
+        )
+        report.ratio(
+            f"live: the canary's answers before its rollback, {way.label}",
+            mine.requests,
+            argo.requests,
+            unit="requests",
+            baseline_name=ARGO_LIKE.label,
+            note=f"500s among them: {mine.errors} against {argo.errors}; unanswered requests "
+            f"(any version): {mine.connection_errors} against {argo.connection_errors}",
+        )
+
+
+def _live_config(way: LiveJudge, fail_rate: float) -> str:
+    return LIVE_CONFIG.format(
+        weight=round(WEIGHT * 100),
+        step=LIVE_STEP,
+        fail_rate=fail_rate,
+        interval=way.interval_s,
+        failure_limit=FAILURE_LIMIT,
+        judge=way.kind,
+        alpha=ALPHA,
+        min_effect=MIN_EFFECT,
+        tau=TAU,
+        max=ARGO_MAX,
+    )
+
+
+def _rolled_back(repo: Path, env: dict[str, str], watch: RouteWatch, load: Any) -> Rollback:
+    """Deploy the canary and wait for its rollback; RuntimeError if it ends any other way.
+
+    ``load`` is the ``tests/loadsupport.Load`` running meanwhile: it counts the canary's answers.
+    """
+    started = time.perf_counter()
+    deployed = subprocess.run(
+        [sys.executable, "-m", "shipyard", "deploy", CANARY, "--env", "live", "--json"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    command_s = time.perf_counter() - started
+    _, listed = shipyard(repo, env, "deployments", "list", "--env", "live", "--json")
+    newest = next(d for d in json.loads(listed) if d["version"] == CANARY)
+    if deployed.returncode != 1 or newest["status"] != "rolled_back":
+        raise RuntimeError(
+            f"the canary was not rolled back (exit {deployed.returncode}, "
+            f"{newest['status']}): {deployed.stdout}{deployed.stderr}"
+        )
+    _, shown = shipyard(repo, env, "analysis", "show", str(newest["id"]), "--json")
+    looks = sum(len(metric["measurements"]) for metric in json.loads(shown)["metrics"])
+    given = next(c for c in watch.changes if c.weights.get(CANARY, 0) > 0)
+    taken = next(
+        c for c in watch.changes if c.revision > given.revision and c.weights.get(CANARY, 0) == 0
+    )
+    return Rollback(
+        seconds=taken.installed_at - given.installed_at,
+        looks=looks,
+        requests=load.count(version=CANARY),
+        errors=load.count(version=CANARY, status=500),
+        connection_errors=len(load.errors),
+        command_s=command_s,
+    )
