@@ -4,7 +4,9 @@ It holds a lease in the store (owner, expiry, renewed by a heartbeat and at ever
 another process takes over only after the lease expires, and carries on from the stored
 progress, while the one that lost it stops at its next step. It acts on requested actions
 between steps and while a strategy waits: pause (the driver stops; exit 3), resume, abort
-(undo). A strategy may also stop to wait for a person, who resumes it.
+(undo). A strategy may also stop to wait for a person, who resumes it. A deployment whose
+approvals do not suffice is not started: it waits (exit 3) until ``shipyard approve`` starts
+a driver for it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from shipyard.cd import deployments
+from shipyard.cd import checks, deployments
+from shipyard.cd.checks import ApprovalRequired
 from shipyard.cd.deployments import Deployment, DeploymentStatus
 from shipyard.cd.observe import FAILED, AnalysisFailed, Observer
 from shipyard.cd.settings import DeploySettings
@@ -148,6 +151,16 @@ class Controller:
                     f"deployment {first.id} of {me.environment} is paused; {me.id} waits for it",
                     hint=f"resume or abort it: shipyard deployments resume|abort {first.id}",
                 )
+            if first.status == DeploymentStatus.WAITING and first.requested_action != "abort":
+                tally = checks.approval_tally(self.store, first)
+                if tally is None or not tally.suffices:
+                    raise ApprovalRequired(
+                        f"deployment {first.id} of {me.environment} waits for approval "
+                        f"({tally.describe() if tally else 'none recorded'}); {me.id} waits "
+                        "for it",
+                        hint=f"approve it (shipyard approve {first.id}) or abort it (shipyard "
+                        f"deployments abort {first.id}); then: shipyard deployments resume {me.id}",
+                    )
             self._break_dead_lease(first.id)
             if deployments.acquire_lease(self.store, first.id, self.owner, LEASE_TTL):
                 self.on_event(f"taking over deployment {first.id}, whose driver is gone")
@@ -180,9 +193,14 @@ class Controller:
                 deployments.get(self.store, current.id),
                 "aborted; the previous version serves again",
             )
-        if current.status == DeploymentStatus.PENDING:
+        if current.status in (DeploymentStatus.PENDING, DeploymentStatus.WAITING):
+            approved = self._approved(current)
             current = deployments.transition(
-                self.store, current.id, DeploymentStatus.PROGRESSING, actor=self.actor
+                self.store,
+                current.id,
+                DeploymentStatus.PROGRESSING,
+                actor=self.actor,
+                message=approved,
             )
         elif current.status == DeploymentStatus.PAUSED:
             awaiting = current.progress.get("awaiting")
@@ -304,6 +322,32 @@ class Controller:
         )
         return deployments.transition(
             self.store, current.id, DeploymentStatus.SUCCEEDED, actor=self.actor
+        )
+
+    def _approved(self, current: Deployment) -> str | None:
+        """Let a deployment start only once its approvals suffice; else it waits (exit 3).
+
+        Returns what to say of the approvals as it starts (None when it needs none).
+        """
+        tally = checks.approval_tally(self.store, current)
+        if tally is None:
+            return None
+        if tally.suffices:
+            return f"approved: {tally.describe()}"
+        if current.status == DeploymentStatus.PENDING:
+            deployments.transition(
+                self.store,
+                current.id,
+                DeploymentStatus.WAITING,
+                actor=self.actor,
+                message=checks.waiting_message(tally.rule),
+            )
+        self.on_event(f"deployment {current.id} waits for approval: {tally.describe()}")
+        raise ApprovalRequired(
+            f"deployment {current.id} of {current.version} to {current.environment} waits for "
+            f"approval: {tally.describe()}",
+            hint=f"an approver runs 'shipyard approve {current.id}'; it starts by itself once "
+            "the approvals suffice",
         )
 
     def _undo_and_finish(

@@ -1,31 +1,26 @@
 """Asking for deployments and rollbacks: every check before anything starts.
 
-A deployment is only of a published release of this project that verifies (signature and
-every digest); the environment's settings are frozen into it. A rollback to the version kept
-warm moves traffic back at once; otherwise the earlier release is deployed again with the
-configuration that went with it.
+A deployment is only of a published release of this project that passes the deploy checks
+(its signature and every digest, by a key the environment trusts, and every deploy gate); the
+environment's settings and approval rule are frozen into it, and it waits for approvals where
+the environment asks for them. A rollback to the version kept warm moves traffic back at once;
+otherwise the earlier release is deployed again with the configuration that went with it.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from shipyard.cd import deployments, promotion
+from shipyard.cd import checks, deployments, promotion
+from shipyard.cd.checks import DeployChecks
 from shipyard.cd.deployments import Deployment, EnvironmentState
 from shipyard.cd.settings import DeploySettings
 from shipyard.cd.targets import InstanceRef, Target
 from shipyard.core import audit
-from shipyard.core.blobs import BlobStore
-from shipyard.core.errors import ArgumentError, CheckFailed, NotFoundError, UserError
+from shipyard.core.errors import ArgumentError, NotFoundError, UserError
 from shipyard.core.state import StateDir
 from shipyard.core.store import Store
 from shipyard.release import publish, records
-from shipyard.release.keys import Keyring
-from shipyard.release.verification import verify
-
-
-class ReleaseRefused(CheckFailed):
-    """The release cannot be deployed: it does not verify."""
 
 
 def request_deploy(
@@ -37,18 +32,21 @@ def request_deploy(
     actor: str,
     kind: str = "deploy",
     forced: str | None = None,
+    checks_with: DeployChecks | None = None,
 ) -> Deployment:
-    """Record a pending deployment of ``version`` after checking it is a sound release.
+    """Record a deployment of ``version`` once the deploy checks let it through.
 
     An environment with ``promote_from`` takes it only once it has soaked there, unless
     ``forced`` gives the reason for going ahead anyway (audited); a rollback to a version
-    that ran here before needs no soak.
+    that ran here before needs no soak. ``checks_with`` carries the configuration the checks
+    judge by (without it, only the signature is checked, against the whole keyring); where the
+    environment asks for approvals, the deployment is recorded ``waiting``.
     """
     if forced is not None and not forced.strip():
         raise ArgumentError(
             "a forced promotion needs a reason", hint="say why: --reason 'hotfix for INC-42'"
         )
-    record = _verified_release(store, state, settings.project, version, actor=actor)
+    record = _published_release(store, state, settings.project, version, actor=actor)
     soak = None
     if (
         kind != "rollback"
@@ -58,6 +56,8 @@ def request_deploy(
     override = soak is not None and not soak.ready
     if soak is not None and override and forced is None:
         raise promotion.refusal(soak)
+    rule = checks.approval_rule(checks_with, settings, record)
+    run = checks.run_checks(store, state, checks_with, settings, record, actor=actor, kind=kind)
     current = deployments.environment(store, settings.project, settings.environment)
     previous: dict[str, object] | None = None
     previous_bundle: str | None = None
@@ -88,10 +88,14 @@ def request_deploy(
             }
             if soak is not None
             else None,
+            "checks": checks.summary(run),
+            "approval": rule.as_json() if rule is not None else None,
         },
         actor=actor,
         on_busy=settings.on_busy,
+        waiting=checks.waiting_message(rule) if rule is not None else None,
     )
+    checks.record_checked(store, created, run, actor=actor)
     if soak is not None and override:
         with store.write() as conn:
             audit.append(
@@ -146,17 +150,25 @@ def warm_switch(
     settings: DeploySettings,
     *,
     actor: str,
+    checks_with: DeployChecks | None = None,
 ) -> Deployment | None:
     """Ask for a rollback to the warm version (strategy ``switch``: traffic back at once).
 
-    Returns the pending deployment, driven like any other; None if nothing is warm any more.
+    Returns the deployment, driven like any other, once the deploy checks let the warm version
+    through (it waits where the environment asks for approvals); None if nothing is warm any
+    more.
     """
     warm = [InstanceRef.from_json(i) for i in env_state.instances.get("warm", [])]
     expired = env_state.warm_until is not None and env_state.warm_until < datetime.now(UTC)
     if not env_state.warm_version or expired or not target.alive(warm, settings):
         return None
-    record = _verified_release(store, state, settings.project, env_state.warm_version, actor=actor)
-    return deployments.create(
+    version = env_state.warm_version
+    record = _published_release(store, state, settings.project, version, actor=actor)
+    rule = checks.approval_rule(checks_with, settings, record)
+    run = checks.run_checks(
+        store, state, checks_with, settings, record, actor=actor, kind="rollback"
+    )
+    created = deployments.create(
         store,
         project=settings.project,
         environment=settings.environment,
@@ -164,10 +176,19 @@ def warm_switch(
         kind="rollback",
         strategy="switch",
         previous_version=env_state.active_version,
-        settings={"deploy": settings.as_json(), "bundle": record.bundle, "previous": None},
+        settings={
+            "deploy": settings.as_json(),
+            "bundle": record.bundle,
+            "previous": None,
+            "checks": checks.summary(run),
+            "approval": rule.as_json() if rule is not None else None,
+        },
         actor=actor,
         on_busy="refuse",
+        waiting=checks.waiting_message(rule) if rule is not None else None,
     )
+    checks.record_checked(store, created, run, actor=actor)
+    return created
 
 
 def retire_expired(
@@ -216,7 +237,7 @@ def stop_environments(
     return stopped
 
 
-def _verified_release(
+def _published_release(
     store: Store, state: StateDir, project: str, version: str, *, actor: str
 ) -> records.ReleaseRecord:
     try:
@@ -233,14 +254,5 @@ def _verified_release(
         raise UserError(
             f"{project} {version} is {record.status}, not published",
             hint="only a published release can be deployed",
-        )
-    report = verify(
-        record, blobs=BlobStore.for_state(state), keyring=Keyring.for_state(state), git=None
-    )
-    if not report.ok:
-        raise ReleaseRefused(
-            f"{project} {version} does not verify, so it is not deployed: "
-            + "; ".join(str(p) for p in report.problems[:3]),
-            hint=f"see 'shipyard verify {version}'",
         )
     return record

@@ -1,8 +1,10 @@
 """Deployments in the store: a checked state machine, requested actions and the driver's lease.
 
-pending → progressing ⇄ paused → succeeded; or → aborted → rolled back; or failed. Every
-transition is checked, and is an audit event and an outbox event in the same transaction.
-Short-lived commands only record intent (pause, resume, abort); the lease holder acts on it.
+pending → progressing ⇄ paused → succeeded; or → aborted → rolled back; or failed. A deployment
+whose environment asks for approvals is ``waiting`` (created so, or from pending) until they
+suffice. Every transition is checked, and is an audit event and an outbox event in the same
+transaction. Short-lived commands only record intent (pause, resume, abort); the lease holder
+acts on it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class DeploymentStatus(StrEnum):
     """Where a deployment is in its state machine; the values are what the store and JSON hold."""
 
     PENDING = "pending"
+    WAITING = "waiting"
     PROGRESSING = "progressing"
     PAUSED = "paused"
     SUCCEEDED = "succeeded"
@@ -37,7 +40,8 @@ class DeploymentStatus(StrEnum):
 Status = DeploymentStatus
 
 TRANSITIONS: dict[DeploymentStatus, frozenset[DeploymentStatus]] = {
-    Status.PENDING: frozenset({Status.PROGRESSING, Status.ABORTED, Status.FAILED}),
+    Status.PENDING: frozenset({Status.WAITING, Status.PROGRESSING, Status.ABORTED, Status.FAILED}),
+    Status.WAITING: frozenset({Status.PROGRESSING, Status.ABORTED, Status.FAILED}),
     Status.PROGRESSING: frozenset({Status.PAUSED, Status.SUCCEEDED, Status.ABORTED, Status.FAILED}),
     Status.PAUSED: frozenset({Status.PROGRESSING, Status.ABORTED, Status.FAILED}),
     Status.ABORTED: frozenset({Status.ROLLED_BACK, Status.FAILED}),
@@ -107,6 +111,8 @@ class Deployment:
             "driver": self.lease_owner,
             "actor": self.actor,
             "message": self.message,
+            "checks": self.settings.get("checks"),
+            "approval": self.settings.get("approval"),
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
@@ -155,8 +161,14 @@ def create(
     settings: Mapping[str, Any],
     actor: str,
     on_busy: str,
+    waiting: str | None = None,
 ) -> Deployment:
-    """Record a pending deployment; a busy environment queues, supersedes or refuses it."""
+    """Record a pending deployment; a busy environment queues, supersedes or refuses it.
+
+    With ``waiting`` (why: the approvals it needs) it is recorded ``waiting`` instead, and that
+    is announced as ``deployment.waiting`` too.
+    """
+    status = Status.PENDING if waiting is None else Status.WAITING
     now = datetime.now(UTC)
     with store.write() as conn:
         busy = _unfinished(conn, project, environment)
@@ -186,8 +198,9 @@ def create(
                 version=version,
                 kind=kind,
                 strategy=strategy,
-                status=Status.PENDING.value,
+                status=status.value,
                 previous_version=previous_version,
+                message=waiting,
                 settings=json.dumps(dict(settings), sort_keys=True),
                 progress="{}",
                 actor=actor,
@@ -205,11 +218,22 @@ def create(
             "strategy": strategy,
             "previous_version": previous_version,
             "queued_behind": [d.id for d in busy] if on_busy == "queue" else [],
+            "status": status.value,
         }
         audit.append(
             conn, actor=actor, action="deployment.created", subject=created.subject, details=details
         )
         outbox.append(conn, "deployment.created", created.subject, details)
+        if waiting is not None:
+            waits = {"environment": environment, "version": version, "message": waiting}
+            audit.append(
+                conn,
+                actor=actor,
+                action="deployment.waiting",
+                subject=created.subject,
+                details=waits,
+            )
+            outbox.append(conn, "deployment.waiting", created.subject, waits)
         return created
 
 
@@ -273,6 +297,12 @@ def request(store: Store, deployment_id: int, action: str, *, actor: str) -> Dep
         current = _get(conn, deployment_id)
         if current.finished:
             raise DeploymentError(f"deployment {deployment_id} is {current.status} already")
+        if action == "resume" and current.status == Status.WAITING:
+            raise DeploymentError(
+                f"deployment {deployment_id} is waiting for approval"
+                + (f": {current.message}" if current.message else ""),
+                hint=f"it starts by itself once approved: shipyard approve {deployment_id}",
+            )
         if action == "resume" and current.status not in (
             Status.PAUSED,
             Status.PROGRESSING,

@@ -49,6 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "policy": ("shipyard.cli.commands.policy", "app"),
     "deploy": ("shipyard.cli.commands.deploy", "deploy"),
     "promote": ("shipyard.cli.commands.promote", "promote"),
+    "approve": ("shipyard.cli.commands.approve", "approve"),
     "rollback": ("shipyard.cli.commands.deploy", "rollback"),
     "status": ("shipyard.cli.commands.deploy", "status"),
     "deployments": ("shipyard.cli.commands.deploy", "deployments_app"),

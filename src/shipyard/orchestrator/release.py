@@ -19,9 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from shipyard.cd.checks import ApprovalRequired, DeployChecks, DeployChecksFailed
 from shipyard.cd.controller import Controller
 from shipyard.cd.delivery import request_deploy
-from shipyard.cd.deployments import Deployment, EnvironmentState
+from shipyard.cd.deployments import Deployment, DeploymentStatus, EnvironmentState
+from shipyard.cd.deployments import get as get_deployment
 from shipyard.cd.promotion import Soak, soak_for
 from shipyard.cd.reaper import ensure_reaper
 from shipyard.cd.settings import settings_for
@@ -367,10 +369,15 @@ def _auto_deploy(
 ) -> tuple[tuple[Deployment, ...], tuple[Soak, ...]]:
     """Deploy the new release to every environment marked ``auto``, in the order written.
 
-    One whose ``promote_from`` soak has not passed is held back (not a failure of the release);
-    ``shipyard promote`` takes the release there later.
+    Each deployment passes the deploy checks first (a failure stops here, exit 1). One whose
+    ``promote_from`` soak has not passed is held back (not a failure of the release);
+    ``shipyard promote`` takes the release there later. One that waits for approvals is left
+    waiting (``shipyard approve`` starts it) and the next environment is deployed.
     """
     model = project.loaded.model
+    checks_with = DeployChecks(
+        config=model, project_dir=None if project.bare else _source_dir(project), git=project.git
+    )
     done = []
     held = []
     for name, environment in model.environments.items():
@@ -381,14 +388,27 @@ def _auto_deploy(
         if soak is not None and not soak.ready:
             held.append(soak)
             continue
-        created = request_deploy(store, state, settings, version, actor=actor)
+        try:
+            created = request_deploy(
+                store, state, settings, version, actor=actor, checks_with=checks_with
+            )
+        except DeployChecksFailed as refused:
+            raise DeployChecksFailed(
+                f"released {version}, but {refused.message}", hint=refused.hint
+            ) from refused
+        if created.status == DeploymentStatus.WAITING:
+            done.append(created)
+            continue
         controller = Controller(
             store=store,
             target_for=lambda chosen: target_for(state, chosen),
             actor=actor,
             on_saved=lambda after: _reap_when_due(state, after),
         )
-        done.append(controller.drive(created.id))
+        try:
+            done.append(controller.drive(created.id))
+        except ApprovalRequired:  # one ahead of it waits for approval: so does this one
+            done.append(get_deployment(store, created.id))
     return tuple(done), tuple(held)
 
 

@@ -13,7 +13,8 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from shipyard.cd import deployments
+from shipyard.cd import checks, deployments
+from shipyard.cd.checks import DeployChecks
 from shipyard.cd.controller import Controller, driver_alive
 from shipyard.cd.delivery import (
     request_deploy,
@@ -31,7 +32,8 @@ from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
 from shipyard.core.config import ShipyardConfig, find_config, load_config
 from shipyard.core.config.delivery import Canary as CanaryOptions
-from shipyard.core.errors import ShipyardError, UserError
+from shipyard.core.errors import ArgumentError, ShipyardError, UserError
+from shipyard.core.git import Git
 from shipyard.core.process import spawn_detached
 
 deployments_app = typer.Typer(
@@ -48,10 +50,27 @@ WaitOption = Annotated[
         "--wait/--no-wait", help="Drive the deployment here (default), or in the background."
     ),
 ]
+OverrideOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--override",
+        metavar="CHECK",
+        help="Let this failed deploy check through (needs --reason; audited; never the "
+        "signature check). May be given more than once.",
+    ),
+]
+ReasonOption = Annotated[
+    str | None,
+    typer.Option("--reason", metavar="TEXT", help="Why the overridden checks may be let through."),
+]
+
+
+def _config_path(file: Path | None, ctx: Context) -> Path:
+    return (file or find_config(ctx.cwd, stop=ctx.state.repo_root)).resolve()
 
 
 def _config(file: Path | None, ctx: Context) -> tuple[ShipyardConfig, str]:
-    path = (file or find_config(ctx.cwd, stop=ctx.state.repo_root)).resolve()
+    path = _config_path(file, ctx)
     config = load_config(path)
     root = ctx.state.repo_root
     project_dir = ""
@@ -59,6 +78,33 @@ def _config(file: Path | None, ctx: Context) -> tuple[ShipyardConfig, str]:
         relative = path.parent.relative_to(root.resolve()).as_posix()
         project_dir = "" if relative == "." else relative
     return config, project_dir
+
+
+def overrides_of(override: list[str] | None, reason: str | None) -> dict[str, str]:
+    """The checks ``--override`` lets through, each with the ``--reason``; mistakes are exit 2."""
+    if override and not (reason or "").strip():
+        raise ArgumentError(
+            "--override needs --reason: an override is audited with why",
+            hint='add --reason "why this may go out"',
+        )
+    if reason is not None and not override:
+        raise ArgumentError(
+            "--reason goes with --override", hint="drop --reason, or add --override"
+        )
+    return dict.fromkeys(override or (), reason or "")
+
+
+def deploy_checks(
+    ctx: Context, file: Path | None, config: ShipyardConfig, overrides: dict[str, str]
+) -> DeployChecks:
+    """What the deploy checks judge by: this configuration, its project folder, the repository."""
+    root = ctx.state.repo_root
+    return DeployChecks(
+        config=config,
+        project_dir=_config_path(file, ctx).parent,
+        git=Git(root) if root is not None else None,
+        overrides=overrides,
+    )
 
 
 def _environment(
@@ -95,11 +141,19 @@ def deploy(
     version: Annotated[str, typer.Argument(metavar="VERSION", help="A released version.")],
     env: EnvOption,
     wait: WaitOption = True,
+    override: OverrideOption = None,
+    reason: ReasonOption = None,
     file: FileOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Deploy a release to an environment: recreate, blue-green, rolling or canary."""
+    """Deploy a release to an environment: recreate, blue-green, rolling or canary.
+
+    The deploy checks run first (the signature, by a key the environment trusts, and every
+    deploy gate): a failure is exit 1 with its findings. Where the environment asks for
+    approvals, the deployment waits (exit 3) until 'shipyard approve' starts it.
+    """
     out = Output(json_mode=json_)
+    overrides = overrides_of(override, reason)
     ctx = Context()
     config, settings = _environment(ctx, file, env)
     retire_expired(
@@ -109,7 +163,14 @@ def deploy(
         project=config.project,
         environment=env,
     )
-    created = request_deploy(ctx.store, ctx.state, settings, version, actor=ctx.actor)
+    created = request_deploy(
+        ctx.store,
+        ctx.state,
+        settings,
+        version,
+        actor=ctx.actor,
+        checks_with=deploy_checks(ctx, file, config, overrides),
+    )
     _drive_or_detach(ctx, out, created, wait)
 
 
@@ -119,22 +180,37 @@ def rollback(
         str | None, typer.Option("--to", metavar="VERSION", help="Go back to this release.")
     ] = None,
     wait: WaitOption = True,
+    override: OverrideOption = None,
+    reason: ReasonOption = None,
     file: FileOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Go back to the previous version: at once while it is warm, else by deploying it."""
+    """Go back to the previous version: at once while it is warm, else by deploying it.
+
+    The deploy checks judge the older release as they would a new one.
+    """
     out = Output(json_mode=json_)
+    overrides = overrides_of(override, reason)
     ctx = Context()
     config, current = _environment(ctx, file, env)
     state, version = rollback_target(ctx.store, config.project, env, to)
     target = target_for(ctx.state, current)
     settings = settings_of_version(ctx.store, config.project, env, version) or current
+    checks_with = deploy_checks(ctx, file, config, overrides)
     created = None
     if version == state.warm_version:
-        created = warm_switch(ctx.store, ctx.state, target, state, settings, actor=ctx.actor)
+        created = warm_switch(
+            ctx.store, ctx.state, target, state, settings, actor=ctx.actor, checks_with=checks_with
+        )
     if created is None:
         created = request_deploy(
-            ctx.store, ctx.state, settings, version, actor=ctx.actor, kind="rollback"
+            ctx.store,
+            ctx.state,
+            settings,
+            version,
+            actor=ctx.actor,
+            kind="rollback",
+            checks_with=checks_with,
         )
     _drive_or_detach(ctx, out, created, wait)
 
@@ -142,13 +218,14 @@ def rollback(
 def _drive_or_detach(
     ctx: Context, out: Output, created: deployments.Deployment, wait: bool
 ) -> None:
+    if (
+        created.status == deployments.DeploymentStatus.WAITING
+        and created.requested_action != "abort"
+    ):
+        report_waiting(ctx, out, created)
+        raise typer.Exit(3)
     if not wait:
-        log = ctx.state.logs / "deployments" / f"{created.id}.log"
-        pid = spawn_detached(
-            [sys.executable, "-m", "shipyard", "deployments", "drive", str(created.id)],
-            cwd=ctx.cwd,
-            log_path=log,
-        )
+        pid, log = start_driver(ctx, created)
         if out.json_mode:
             out.json({**created.as_json(), "driver_pid": pid, "driver_log": str(log)})
         else:
@@ -167,6 +244,35 @@ def _drive_or_detach(
         out.json(finished.as_json())
     else:
         out.success(f"deployment {finished.id} {finished.status}")
+
+
+def start_driver(ctx: Context, deployment: deployments.Deployment) -> tuple[int, Path]:
+    """Drive a deployment in a detached process; its pid and log file."""
+    log = ctx.state.logs / "deployments" / f"{deployment.id}.log"
+    pid = spawn_detached(
+        [sys.executable, "-m", "shipyard", "deployments", "drive", str(deployment.id)],
+        cwd=ctx.cwd,
+        log_path=log,
+    )
+    return pid, log
+
+
+def report_waiting(ctx: Context, out: Output, waiting: deployments.Deployment) -> None:
+    """Say that a deployment waits for approvals, and who may give them."""
+    tally = checks.approval_tally(ctx.store, waiting)
+    if out.json_mode:
+        out.json({**waiting.as_json(), "approvals": tally.as_json() if tally else None})
+        return
+    out.line(
+        f"deployment {waiting.id}: {waiting.version} to {waiting.environment} "
+        f"({waiting.strategy}) waits for approval"
+    )
+    if tally is not None:
+        out.line(f"  needs {tally.rule.describe()}; has {tally.describe()}")
+    out.line(
+        f"  approvers run 'shipyard approve {waiting.id}'; it starts by itself once the "
+        "approvals suffice"
+    )
 
 
 def status(
@@ -352,13 +458,16 @@ def list_deployments(
 def show(
     deployment_id: Annotated[int, typer.Argument(metavar="ID")], json_: JsonOption = False
 ) -> None:
-    """One deployment: status, progress, driver."""
+    """One deployment: status, progress, driver, deploy checks and approvals."""
     out = Output(json_mode=json_)
-    found = deployments.get(Context().store, deployment_id)
+    store = Context().store
+    found = deployments.get(store, deployment_id)
+    tally = checks.approval_tally(store, found)
+    shown = {**found.as_json(), "approvals": tally.as_json() if tally else None}
     if json_:
-        out.json(found.as_json())
+        out.json(shown)
         return
-    out.table(["", ""], [[k, v] for k, v in found.as_json().items()])
+    out.table(["", ""], [[k, v] for k, v in shown.items()])
 
 
 def _request(deployment_id: int, action: str, json_: bool) -> None:

@@ -1,8 +1,9 @@
 """``shipyard promote``: deploy a release to the next environments once it has soaked.
 
 With ``--to ENV``, one environment: its ``promote_from`` rule is checked, then it is deployed
-as ``shipyard deploy`` does. Without it, every environment in promotion order, stopping at the
-first that is not ready or whose deployment fails.
+as ``shipyard deploy`` does (deploy checks, approvals). Without it, every environment in
+promotion order, stopping at the first that is not ready, whose deployment fails, or that
+waits for approvals (exit 3).
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from shipyard.cd.delivery import request_deploy, retire_expired
 from shipyard.cd.promotion import Soak, promotion_order, soak_for
 from shipyard.cd.settings import settings_for
 from shipyard.cd.targets import target_for
-from shipyard.cli.commands.deploy import WaitOption, _config, _controller
+from shipyard.cli.commands.deploy import (
+    OverrideOption,
+    WaitOption,
+    _config,
+    _controller,
+    deploy_checks,
+    report_waiting,
+)
 from shipyard.cli.context import Context
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
@@ -43,9 +51,14 @@ def promote(
             "--force", help="Deploy to --to ENV although the soak has not passed (audited)."
         ),
     ] = False,
+    override: OverrideOption = None,
     reason: Annotated[
         str | None,
-        typer.Option("--reason", metavar="TEXT", help="Why --force is needed (required with it)."),
+        typer.Option(
+            "--reason",
+            metavar="TEXT",
+            help="Why --force or --override is needed (required with them).",
+        ),
     ] = None,
     file: FileOption = None,
     json_: JsonOption = False,
@@ -62,18 +75,31 @@ def promote(
             "--force needs --reason: a forced promotion is audited with why",
             hint="add --reason 'hotfix for INC-42'",
         )
-    if reason is not None and not force:
-        raise ArgumentError("--reason goes with --force", hint="drop --reason, or add --force")
+    if override and not (reason or "").strip():
+        raise ArgumentError(
+            "--override needs --reason: an override is audited with why",
+            hint='add --reason "why this may go out"',
+        )
+    if reason is not None and not force and not override:
+        raise ArgumentError(
+            "--reason goes with --force or --override", hint="drop --reason, or add one of them"
+        )
     if force and to is None:
         raise ArgumentError(
             "--force overrides the soak of one environment",
             hint="name it: --to ENV",
         )
+    if override and to is None:
+        raise ArgumentError(
+            "--override lets a deploy check of one environment through", hint="name it: --to ENV"
+        )
+    overrides = dict.fromkeys(override or (), reason or "")
     ctx = Context()
     config, project_dir = _config(file, ctx)
     names = [to] if to is not None else promotion_order(config)
     steps: list[dict[str, Any]] = []
     stopped: str | None = None
+    waiting: int | None = None
     for name in names:
         settings = settings_for(config, name, project_dir=project_dir)  # unknown env: exit 2
         if to is None:
@@ -94,11 +120,32 @@ def promote(
             environment=name,
         )
         created = request_deploy(
-            ctx.store, ctx.state, settings, version, actor=ctx.actor, forced=reason
+            ctx.store,
+            ctx.state,
+            settings,
+            version,
+            actor=ctx.actor,
+            forced=reason if force else None,
+            checks_with=deploy_checks(ctx, file, config, overrides),
         )
         promotion = created.settings.get("promotion") or {}
         if promotion.get("forced"):
             out.warn(f"{name}: soak overridden ({promotion['message']}); reason: {reason}")
+        if created.status == deployments.DeploymentStatus.WAITING:
+            if to is not None:
+                report_waiting(ctx, out, created)
+                raise typer.Exit(3)
+            steps.append(
+                _step(
+                    name,
+                    "waiting",
+                    f"deployment {created.id} waits for approval (shipyard approve {created.id})",
+                    deployment=created.as_json(),
+                    promotion=promotion,
+                )
+            )
+            waiting = created.id
+            break
         if not wait:
             log = ctx.state.logs / "deployments" / f"{created.id}.log"
             pid = spawn_detached(
@@ -143,6 +190,8 @@ def promote(
     _report(out, version, steps, stopped)
     if stopped is not None:
         raise typer.Exit(1)
+    if waiting is not None:
+        raise typer.Exit(3)
 
 
 def _step(
@@ -176,6 +225,11 @@ def _report(out: Output, version: str, steps: list[dict[str, Any]], stopped: str
         out.error(
             f"promotion of {version} stopped{so_far}: {stopped}",
             f"run 'shipyard promote {version}' again once that is resolved",
+        )
+    elif steps and steps[-1]["outcome"] == "waiting":
+        out.line(
+            f"{version} waits for approval in {steps[-1]['environment']}{so_far}; it is deployed "
+            f"once approved; then run 'shipyard promote {version}' again to go on"
         )
     elif steps and steps[-1]["outcome"] == "started":
         out.success(
