@@ -466,7 +466,8 @@ def test_a_waiting_deployment_is_checked_again_as_it_starts(
     failed = deployments.get(bench.store, waiting.id)
     assert failed.status == "failed"
     assert str(failed.message).startswith("the deploy checks failed as it was about to start")
-    assert probe.seen[-1].approvals[0]["approver"] == "bob@example.com"
+    [seen] = probe.seen[-1].approvals
+    assert (seen["approver"], seen["counts"], seen["signed"]) == ("bob@example.com", True, False)
     assert probe.seen[-1].deployment is not None and probe.seen[-1].deployment["id"] == waiting.id
     # an override given when it was asked for holds when it starts, in that person's name
     config = bench.config(production=rule, deny=("0.2.0",))
@@ -554,6 +555,11 @@ def test_signed_approvals_count_when_they_verify_with_a_listed_key(
         key=checks.load_approver_key(carol),
     )
     assert tally.suffices
+    seen = checks.approvals_seen(bench.store, waiting)  # what a policy sees
+    assert [(a["approver"], a["signed"], a["counts"]) for a in seen] == [
+        ("bob@example.com", True, True),
+        ("carol@example.com", True, True),
+    ]
     assert bench.controller().drive(waiting.id).status == "succeeded"
 
 
@@ -587,6 +593,8 @@ def test_a_forged_signed_approval_does_not_count(bench: Bench, tmp_path: Path) -
     tally = checks.approval_tally(bench.store, waiting)
     assert tally is not None and not tally.suffices
     assert "signed statement is not about this deployment" in str(tally.approvals[0].why_not)
+    [seen] = checks.approvals_seen(bench.store, waiting)
+    assert (seen["signed"], seen["counts"]) == (False, False)
     with pytest.raises(ApprovalRequired):
         bench.controller().drive(waiting.id)
 

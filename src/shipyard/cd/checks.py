@@ -124,7 +124,7 @@ def run_checks(
     actor: str,
     kind: str,
     deployment: Deployment | None = None,
-    recorded: Sequence[Approval] = (),
+    approved: Sequence[Mapping[str, Any]] = (),
 ) -> GateRun:
     """Run the signature check and every configured deploy gate; record them as one gate run.
 
@@ -140,7 +140,7 @@ def run_checks(
         actor=actor,
         kind=kind,
         deployment=deployment,
-        recorded=recorded,
+        approved=approved,
     )
     if run.blocked:
         raise refusal(run, settings, record)
@@ -157,7 +157,7 @@ def judge(
     actor: str,
     kind: str,
     deployment: Deployment | None = None,
-    recorded: Sequence[Approval] = (),
+    approved: Sequence[Mapping[str, Any]] = (),
 ) -> GateRun:
     """``run_checks`` without the refusal: the recorded gate run, blocked or not.
 
@@ -186,8 +186,8 @@ def judge(
                 release_record=release_document(
                     state, record, author=_author_or_none(checks, record)
                 ),
-                running=_running_document(store, state, settings),
-                approvals=[approval.as_json() for approval in recorded],
+                running=_running_document(store, state, settings, checks),
+                approvals=list(approved),
                 read_artifact=artifact_reader(store, state, settings.project),
             )
             results += run_gates(context, names)
@@ -239,9 +239,10 @@ def refusal(run: GateRun, settings: DeploySettings, record: ReleaseRecord) -> De
             f"environments.{settings.environment}.trusted_keys lists"
         )
     else:
+        flags = " ".join(f"--override {name}" for name in overridable)
         hint = (
-            f"fix the findings, or let the check through with a reason (audited): "
-            f'--override {overridable[0]} --reason "why this may go out"'
+            "fix the findings, or let them through with a reason (audited): "
+            f'{flags} --reason "why this may go out"'
         )
     checks = "check" if len(failed) == 1 else "checks"
     return DeployChecksFailed(
@@ -395,15 +396,16 @@ def artifact_reader(
 
 
 def _running_document(
-    store: Store, state: StateDir, settings: DeploySettings
+    store: Store, state: StateDir, settings: DeploySettings, checks: DeployChecks
 ) -> dict[str, Any] | None:
     active = deployments.environment(store, settings.project, settings.environment).active_version
     if active is None:
         return None
     try:
-        return release_document(state, records.get(store, settings.project, active))
+        running = records.get(store, settings.project, active)
     except NotFoundError:
         return None
+    return release_document(state, running, author=_author_or_none(checks, running))
 
 
 def _deployment_document(
@@ -607,7 +609,13 @@ def load_approver_key(path: Path, passphrase: str | None = None) -> SigningKey:
             loaded: object = serialization.load_ssh_private_key(data, password=password)
         else:
             loaded = serialization.load_pem_private_key(data, password=password)
-    except (TypeError, ValueError, UnsupportedAlgorithm) as error:
+    except UnsupportedAlgorithm as error:
+        raise KeyFileInvalid(
+            f"the approver key {path} cannot be read: {error}",
+            hint="an encrypted OpenSSH key needs the Python package bcrypt (pip install bcrypt); "
+            "or sign with an encrypted PEM key (openssl genpkey -algorithm ed25519 -aes256)",
+        ) from error
+    except (TypeError, ValueError) as error:
         raise KeyFileInvalid(
             f"the approver key {path} cannot be read: {error}",
             hint=f"an encrypted key needs {APPROVER_PASSPHRASE_ENV}; the key must be ed25519",
@@ -670,10 +678,22 @@ def approval_tally(store: Store, deployment: Deployment) -> Tally | None:
     return approvals.tally(rule, recorded, signature_verifier(deployment, rule))
 
 
-def recorded_approvals(store: Store, deployment: Deployment) -> list[Approval]:
-    """A deployment's approvals, oldest first."""
-    with store.read() as conn:
-        return approvals.for_deployment(conn, deployment.id)
+def approvals_seen(store: Store, deployment: Deployment) -> list[dict[str, Any]]:
+    """A deployment's approvals as deploy gates see them, oldest first: ``signed`` only when
+    the signature verifies with a key listed for the approver, ``counts`` and ``why_not`` as
+    the environment's rule judges them."""
+    tally = approval_tally(store, deployment)
+    if tally is None:
+        return []
+    rule = tally.rule
+    verify = signature_verifier(deployment, rule)
+    return [
+        {
+            **counted.as_json(),
+            "signed": counted.approval.signed and verify(counted.approval) is None,
+        }
+        for counted in tally.approvals
+    ]
 
 
 def approve(
@@ -785,7 +805,7 @@ def recheck(
         actor=actor,
         kind=deployment.kind,
         deployment=deployment,
-        recorded=recorded_approvals(store, deployment),
+        approved=approvals_seen(store, deployment),
     )
     for result in run.results:
         if result.blocks and result.gate in earlier:
