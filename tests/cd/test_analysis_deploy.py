@@ -281,3 +281,16 @@ def test_an_undecided_sequential_test_is_inconclusive_when_its_step_ends(site: S
         site.controller().drive(asked.id)
     assert "the step ended before the evidence decided" in paused.value.message
     assert [m.verdict for m in site.measured(asked)] == ["undecided", "inconclusive"]
+
+
+def test_the_conditional_test_is_refused_while_the_router_routes_sticky(site: Site) -> None:
+    site.target.sticky.add(ROUTER)
+    judge = {**SEQUENTIAL, "test": "conditional"}
+    asked = site.ask(NEW, analysis=analysis(judge=judge))
+    with pytest.raises(DeploymentFailed) as failed:
+        site.controller().drive(asked.id)
+    assert "the conditional test assumes that requests go to a version at random" in (
+        failed.value.message
+    )
+    assert site.weights() == {STABLE: 100}
+    assert site.measured(asked) == []

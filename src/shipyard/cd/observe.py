@@ -22,7 +22,7 @@ from shipyard.cd.strategies.base import StepContext
 from shipyard.cd.traffic import TrafficRouter
 from shipyard.core import measurements
 from shipyard.core.config.delivery import Analysis
-from shipyard.core.errors import CheckFailed, ShipyardError
+from shipyard.core.errors import CheckFailed, ConfigError, ShipyardError
 from shipyard.core.secrets import Masker
 from shipyard.core.store import Store
 from shipyard.monitor.analysis import AnalysisRun, RunOutcome, VerdictKind
@@ -136,6 +136,18 @@ class Observer:
         looks = planned_looks - self._looks_made(ctx, phase)
         if looks <= 0:
             return
+        judge = analysis.judge
+        if (
+            judge.kind == "sequential"
+            and judge.test == "conditional"
+            and not ctx.router.assigns_at_random()
+        ):
+            raise ConfigError(
+                f"the conditional test assumes that requests go to a version at random, "
+                f"but the router of {ctx.settings.environment} routes sticky now",
+                hint="use judge: {kind: sequential, test: msprt}, or turn stickiness off "
+                "(shipyard router weights)",
+            )
         window = _Window(ctx.router)
         before = window.take()  # what happened before this observation: the stable's history
         if baseline and baseline != ctx.release.version:

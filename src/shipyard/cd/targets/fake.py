@@ -124,6 +124,8 @@ class FakeTarget(Target):
         self.statistics: dict[str, RouterStats] = {}
         self.traffic: dict[str, SimulatedTraffic] = {}
         """Made-up traffic by router key: when set, it answers instead of ``statistics``."""
+        self.sticky: set[str] = set()
+        """Router keys whose routers send a client's requests to one version (not at random)."""
         self._actions: list[_Action] = []
         self._counts: dict[str, int] = dict.fromkeys(STEPS, 0)
         self._ports = itertools.count(20000)
@@ -292,6 +294,10 @@ class FakeRouter(TrafficRouter):
     def current_weights(self) -> dict[str, int]:
         """The weights of the last table recorded for this environment."""
         return self.target.weights(self.settings.router_key)
+
+    def assigns_at_random(self) -> bool:
+        """False for the environments a test made sticky (``target.sticky``)."""
+        return self.settings.router_key not in self.target.sticky
 
     def statistics(self, *, reset: bool = False) -> RouterStats:
         """What the test set in ``target.statistics`` for this environment (else nothing)."""

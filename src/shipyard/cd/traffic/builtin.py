@@ -52,6 +52,16 @@ class BuiltinRouter(TrafficRouter):
                 hint=error.hint,
             ) from error
 
+    def assigns_at_random(self) -> bool:
+        """False while the router's table routes sticky (by cookie or header)."""
+        try:
+            return self.client.routes().table.sticky is None
+        except RouterError as error:
+            raise TrafficError(
+                f"the router of {self.environment} cannot be read: {error.message}",
+                hint=error.hint,
+            ) from error
+
     def statistics(self, *, reset: bool = False) -> RouterStats:
         """The router's per-version windows of weighted traffic (closed and restarted when
         ``reset``); requests pinned with the version header are only in each one's ``pinned``."""

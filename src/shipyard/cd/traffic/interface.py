@@ -147,6 +147,11 @@ class TrafficRouter(ABC):
         ``reset`` starts a new window after reading, so the next read covers only what follows.
         """
 
+    def assigns_at_random(self) -> bool:
+        """Whether each weighted request goes to a version at random by weight (no stickiness
+        that sends a client's requests to one version), as some statistical tests assume."""
+        return True
+
     def verify(self, weights: Weights) -> None:
         """Raise TrafficError unless the router serves exactly ``weights`` now."""
         wanted, actual = weights.percentages(), self.current_weights()
