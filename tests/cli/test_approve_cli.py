@@ -144,3 +144,12 @@ def test_mistakes_are_said_plainly(site: Site) -> None:
     assert asked.code == 3
     assert "waits for approval" in asked.stdout
     assert "approvers run 'shipyard approve 1'" in asked.stdout
+
+
+def test_promote_to_an_environment_that_asks_for_approval_waits(site: Site) -> None:
+    site.write_config(TWO_OTHERS)
+    promoted = site.cli("promote", "0.1.0", "--to", "production", "--json")
+    assert promoted.code == 3, promoted.output
+    waiting = json.loads(promoted.stdout)
+    assert (waiting["environment"], waiting["status"]) == ("production", "waiting")
+    assert waiting["approvals"]["required"] == 2
