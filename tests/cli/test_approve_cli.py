@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cd.test_deploy import Site, site, versions_seen
-from support import CliResult
+from support import CliResult, run_cli
 
 __all__ = ["site"]  # the fixture, shared with the deployment tests
 
@@ -153,3 +153,24 @@ def test_promote_to_an_environment_that_asks_for_approval_waits(site: Site) -> N
     waiting = json.loads(promoted.stdout)
     assert (waiting["environment"], waiting["status"]) == ("production", "waiting")
     assert waiting["approvals"]["required"] == 2
+
+
+def test_an_approval_that_could_not_start_the_deployment_starts_it_when_given_again(
+    site: Site,
+) -> None:
+    site.write_config("    approval: {required: 1}\n")
+    asked = site.deploy("0.1.0", "production")
+    assert asked.code == 3, asked.output
+    number = int(json.loads(asked.stdout)["id"])
+    elsewhere = site.path / "other"
+    elsewhere.mkdir()
+    (elsewhere / "shipyard.yaml").write_text("project: other\n")
+    wrong = run_cli("approve", str(number), cwd=elsewhere, env={"SHIPYARD_USER": "bob@example.com"})
+    assert wrong.code == 2
+    assert "is of webapp, but this configuration is of other" in wrong.stderr
+    assert "the approvals are recorded" in wrong.stderr
+    assert show(site, number)["status"] == "waiting"
+    again = approve(site, number, "bob@example.com")
+    assert again.code == 0, again.output
+    assert "starts in the background" in again.stdout
+    wait_for_status(site, number, "succeeded")

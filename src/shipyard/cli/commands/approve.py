@@ -14,14 +14,19 @@ from typing import Annotated
 import typer
 
 from shipyard.cd import checks, deployments
-from shipyard.cd.checks import APPROVER_KEY_ENV, APPROVER_PASSPHRASE_ENV, load_approver_key
+from shipyard.cd.checks import (
+    APPROVER_KEY_ENV,
+    APPROVER_PASSPHRASE_ENV,
+    DeployChecks,
+    load_approver_key,
+)
 from shipyard.cd.controller import driver_alive
 from shipyard.cli.commands.deploy import _config, deploy_checks, start_driver
 from shipyard.cli.context import Context
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
 from shipyard.core.approvals import AlreadyApproved
-from shipyard.core.errors import ArgumentError, UserError
+from shipyard.core.errors import ArgumentError, ShipyardError, UserError
 
 
 def approve(
@@ -85,16 +90,7 @@ def approve(
     now = deployments.get(ctx.store, deployment_id)
     started = None
     if _ready(now, tally.suffices):
-        config, _ = _config(file, ctx)
-        if config.project != now.project:
-            raise UserError(
-                f"deployment {now.id} is of {now.project}, but this configuration is of "
-                f"{config.project}",
-                hint="run shipyard approve in that project's folder, or name its file with --file",
-            )
-        checks.recheck(
-            ctx.store, ctx.state, deploy_checks(ctx, file, config, {}), now, actor=ctx.actor
-        )
+        checks.recheck(ctx.store, ctx.state, _checks_here(ctx, file, now), now, actor=ctx.actor)
         started = start_driver(ctx, now)
     if json_:
         out.json(
@@ -120,6 +116,30 @@ def approve(
         out.line(f"  deployment {now.id} is {now.status}")
     else:
         out.line(f"  deployment {now.id} waits for {tally.missing} more")
+
+
+def _checks_here(
+    ctx: Context, file: Path | None, deployment: deployments.Deployment
+) -> DeployChecks:
+    """The deploy checks of the project here, which must be the deployment's."""
+    again = (
+        f"the approvals are recorded; to start the deployment, run 'shipyard approve "
+        f"{deployment.id}' again in {deployment.project}'s folder (or name its file with --file)"
+    )
+    try:
+        config, _ = _config(file, ctx)
+    except ShipyardError as error:
+        raise UserError(
+            f"deployment {deployment.id} cannot be started from here: {error.message}",
+            hint=again,
+        ) from error
+    if config.project != deployment.project:
+        raise UserError(
+            f"deployment {deployment.id} is of {deployment.project}, but this configuration is "
+            f"of {config.project}",
+            hint=again,
+        )
+    return deploy_checks(ctx, file, config, {})
 
 
 def _ready(deployment: deployments.Deployment, suffices: bool) -> bool:
