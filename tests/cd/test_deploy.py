@@ -461,3 +461,19 @@ def test_a_release_goes_to_the_auto_environments(site: Site) -> None:
     ]
     assert versions_seen(site.url(), 10) == Counter({outcome["version"]: 10})
     assert site.state("production")["active_version"] is None  # not auto: untouched
+
+
+def test_a_deploy_starts_the_agent_when_the_project_has_notifications(site: Site) -> None:
+    receiver = _free_port()  # nothing listens: the agent retries; it runs all the same
+    site.write_config(
+        "notifications:\n"
+        f"  - {{url: http://127.0.0.1:{receiver}/hook, on: [deployment.succeeded]}}\n"
+    )
+    before = site.cli("agent", "status", "--json")
+    assert before.code == 0, before.output
+    assert json.loads(before.stdout)["state"] != "RUNNING"
+    deployed = site.deploy("0.1.0")
+    assert deployed.code == 0, deployed.output
+    status = site.cli("agent", "status", "--json")
+    assert status.code == 0, status.output
+    assert json.loads(status.stdout)["state"] == "RUNNING"

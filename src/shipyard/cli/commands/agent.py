@@ -26,7 +26,7 @@ from shipyard.cli.context import Context
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
 from shipyard.core.config import ShipyardConfig, find_config, load_config, parse_duration
-from shipyard.core.errors import ArgumentError, UserError
+from shipyard.core.errors import ArgumentError, ShipyardError, UserError
 from shipyard.core.secrets import SecretStore, masker_for, secrets_file
 from shipyard.monitor.agent import (
     DEFAULT_RETRY_DELAY,
@@ -211,6 +211,34 @@ def status(file: FileOption = None, json_: JsonOption = False) -> None:
         out.line(f"an agent run by hand serves {config.project}: pid {pid or 'unknown'}")
     if program is None and pid is None:
         out.line("start one with: shipyard agent start")
+
+
+def ensure_agent(context: Context, config: ShipyardConfig, path: Path) -> str | None:
+    """Start the supervised agent if the project has notifications and it is not running.
+
+    What a deployment does before it changes anything, so that its events are delivered
+    without anybody starting the agent by hand. Returns a warning when it cannot (a secret a
+    notification names is missing, the supervisor cannot start): the deployment goes on.
+    """
+    if not config.notifications:
+        return None
+    from shipyard.cd.supervisor import Supervisor
+
+    try:
+        state = context.state.ensure()
+        supervisor = Supervisor.for_state(state)
+        name = program_name(config.project)
+        if supervisor.is_running() and any(
+            status.name == name and status.running for status in supervisor.list()
+        ):
+            return None
+        store = SecretStore(environ=dict(os.environ), secrets_file=secrets_file(state))
+        subscriptions(config.project, config.notifications, store.get)
+        supervisor.ensure_running()
+        supervisor.add(_program(config, path, store))
+    except ShipyardError as error:
+        return f"the agent that delivers notifications did not start: {error.message}"
+    return None
 
 
 def program_name(project: str) -> str:

@@ -27,6 +27,7 @@ from shipyard.cd.reaper import ensure_reaper
 from shipyard.cd.settings import DeploySettings, settings_for
 from shipyard.cd.targets import InstanceRef, target_for
 from shipyard.cd.targets.local import name_part
+from shipyard.cli.commands.agent import ensure_agent
 from shipyard.cli.context import Context
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
@@ -171,6 +172,9 @@ def deploy(
         actor=ctx.actor,
         checks_with=deploy_checks(ctx, file, config, overrides),
     )
+    problem = ensure_agent(ctx, config, _config_path(file, ctx))
+    if problem:
+        out.warn(problem)
     _drive_or_detach(ctx, out, created, wait)
 
 
