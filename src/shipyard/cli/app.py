@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sbom": ("shipyard.cli.commands.sbom", "sbom"),
     "advisories": ("shipyard.cli.commands.advisories", "app"),
     "policy": ("shipyard.cli.commands.policy", "app"),
+    "ship": ("shipyard.cli.commands.ship", "ship"),
     "deploy": ("shipyard.cli.commands.deploy", "deploy"),
     "promote": ("shipyard.cli.commands.promote", "promote"),
     "approve": ("shipyard.cli.commands.approve", "approve"),

@@ -1,0 +1,335 @@
+"""``shipyard ship`` end to end: the example service in a real git repository, released and
+deployed by the real CLI (a real process) to staging and then, after the soak, to a production
+canary judged by its analysis behind the real router, under steady load where it matters.
+
+A good version reaches production; a bad one (failing a fifth of its requests in production
+only) is stopped at the canary with exit 1 and the stable version serving; Ctrl-C during the
+soak is continued by ``--resume`` without a second release; a canary that waits for a person
+is exit 3 until the person resumes it and ``--resume`` follows it to the end.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cd.deploysupport import copy_example
+from cd.test_deploy import Site, _free_port
+from loadsupport import Load
+from shipyard.cd.supervisor import Supervisor
+from shipyard.core import state as state_dir
+from support import git
+
+CONFIG = """project: webapp
+release:
+  version_files: [VERSION]
+service:
+  command: python3 -m app --port {{port}}
+  instances: 1
+  health: {{http: /healthz, timeout: 15s, interval: 100ms}}
+  stop: {{signal: TERM, grace: 5s}}
+environments:
+  staging:
+    strategy: {{blue_green: {{rollback_window: 10m}}}}
+    router: {{port: {staging_port}}}
+  production:
+    promote_from: {{env: staging, soak: {soak}}}
+    router: {{port: {production_port}}}
+    strategy: {{canary: {{steps: [{steps}]}}}}
+{production_env}    analysis:
+      interval: 1s
+      failure_limit: 0
+      inconclusive_limit: 30
+      metrics:
+        - {{name: error_rate, provider: builtin, max: 0.05, min_requests: 10}}
+"""
+
+STEPS = "{weight: 50, pause: 3s}, {weight: 100}"
+
+
+class ShipSite(Site):
+    """The example service with staging and a production canary that promotes from it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.production_port = _free_port()
+
+    def configure(self, *, soak: str = "5s", steps: str = STEPS, fail_rate: str = "") -> None:
+        """Write shipyard.yaml; ``fail_rate`` makes production's instances fail that share."""
+        production_env = f"    env: {{APP_FAIL_RATE: '{fail_rate}'}}\n" if fail_rate else ""
+        (self.path / "shipyard.yaml").write_text(
+            CONFIG.format(
+                staging_port=self.staging_port,
+                production_port=self.production_port,
+                soak=soak,
+                steps=steps,
+                production_env=production_env,
+            )
+        )
+
+    def commit(self, message: str) -> str:
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "--allow-empty", "-m", message)
+        return git(self.path, "rev-parse", "HEAD").strip()
+
+    def ship(self, *args: str) -> dict[str, Any]:
+        """``shipyard ship --json``: its outcome, with the exit code as ``code``."""
+        result = self.cli("ship", "--json", *args, timeout=300)
+        try:
+            outcome = json.loads(result.stdout)
+        except json.JSONDecodeError:
+            raise AssertionError(f"not JSON (exit {result.code}): {result.output}") from None
+        assert isinstance(outcome, dict)
+        return {**outcome, "code": result.code, "stderr": result.stderr}
+
+    def json(self, *args: str) -> Any:
+        shown = self.cli(*args, "--json")
+        assert shown.code == 0, shown.output
+        return json.loads(shown.stdout)
+
+    def production_url(self) -> str:
+        return f"http://127.0.0.1:{self.production_port}/"
+
+
+@pytest.fixture
+def shipsite(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ShipSite]:
+    """The example service in a repository with a signing key; nothing released yet."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("SHIPYARD_USER", "shipper@example.com")
+    copy_example(repo)
+    site = ShipSite(repo)
+    site.configure()
+    assert site.cli("keys", "generate").code == 0
+    site.commit("feat: the service")
+    try:
+        yield site
+    finally:
+        Supervisor.for_state(state_dir.locate(repo)).shutdown()
+
+
+def _stages(outcome: dict[str, Any]) -> dict[str, str]:
+    return {stage["name"]: stage["status"] for stage in outcome["stages"]}
+
+
+def _deployments(site: ShipSite) -> list[dict[str, Any]]:
+    found = site.json("deployments", "list")
+    assert isinstance(found, list)
+    return found
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def test_ship_takes_a_commit_through_staging_and_the_soak_to_a_production_canary(
+    shipsite: ShipSite,
+) -> None:
+    first = shipsite.ship()
+    assert first["code"] == 0, first
+    assert first["status"] == "shipped" and first["version"] == "0.1.0"
+    assert first["released"] is True
+    assert first["reached"] == ["staging", "production"]
+    assert _stages(first) == {
+        "release": "passed",
+        "deploy staging": "passed",
+        "soak production": "passed",
+        "deploy production": "passed",
+    }
+    assert shipsite.state("staging")["active_version"] == "0.1.0"
+    assert shipsite.state("production")["active_version"] == "0.1.0"
+    production, staging = _deployments(shipsite)
+    assert (staging["environment"], production["environment"]) == ("staging", "production")
+    # Production was asked for only once 0.1.0 had run healthy in staging for the soak (5s).
+    assert _at(production["created_at"]) >= _at(staging["finished_at"]) + timedelta(seconds=5)
+
+    second = shipsite.commit("feat: a second feature")
+    to_staging = shipsite.ship("--to", "staging")
+    assert to_staging["code"] == 0, to_staging
+    assert to_staging["reached"] == ["staging"] and to_staging["version"] == "0.2.0"
+    assert shipsite.state("production")["active_version"] == "0.1.0"
+
+    with Load(shipsite.production_url(), workers=2, rate=100) as load:
+        onward = shipsite.ship(second)
+    assert onward["code"] == 0, onward
+    assert onward["version"] == "0.2.0" and onward["released"] is False  # released already
+    assert _stages(onward)["release"] == "skipped"
+    assert _stages(onward)["deploy staging"] == "skipped"  # it runs 0.2.0 already
+    assert _stages(onward)["deploy production"] == "passed"
+    assert shipsite.state("production")["weights"] == {"0.2.0": 100}
+    canary = onward["deployments"]["production"]
+    looks = shipsite.json("analysis", "show", str(canary))["metrics"][0]["measurements"]
+    assert "pass" in {look["verdict"] for look in looks} <= {"pass", "inconclusive"}
+    assert [r["version"] for r in shipsite.json("releases", "list")] == ["0.2.0", "0.1.0"]
+    assert load.count(status=500) == 0 and load.errors == []
+
+
+def test_a_version_that_fails_under_traffic_stops_at_the_canary_with_stable_serving(
+    shipsite: ShipSite,
+) -> None:
+    assert shipsite.ship()["code"] == 0
+    shipsite.configure(fail_rate="0.2")  # production only: staging does not show it
+    shipsite.commit("feat: a release that fails under traffic")
+    with Load(shipsite.production_url(), workers=2, rate=100) as load:
+        stopped = shipsite.cli("ship", timeout=300)
+        after = load.count()
+        load.wait_for(lambda: load.count() >= after + 50)  # served on after the rollback
+    assert stopped.code == 1, stopped.output
+    assert "stopped at deploy production" in stopped.stderr
+    assert "was rolled back" in stopped.stderr and "> max 0.05" in stopped.stderr
+    assert "traffic is back on the stable version, 0.1.0" in stopped.stderr
+    assert "Traceback" not in stopped.output
+    canary = _deployments(shipsite)[0]
+    assert (canary["environment"], canary["version"]) == ("production", "0.2.0")
+    assert canary["status"] == "rolled_back"
+    assert shipsite.state("production")["weights"] == {"0.1.0": 100}
+    assert shipsite.state("staging")["active_version"] == "0.2.0"
+    assert load.count(version="0.1.0", status=500) == 0 and load.errors == []
+    again = shipsite.cli("ship", "--resume")
+    assert again.code == 2, again.output  # a failed ship is over: a fixed commit ships anew
+    assert "failed at deploy production" in again.stderr
+
+
+def _lines(process: subprocess.Popen[str]) -> queue.Queue[str]:
+    """The process's stdout, line by line, as it comes (read by a thread)."""
+    found: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            found.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return found
+
+
+def _wait_for_line(lines: queue.Queue[str], text: str, timeout: float = 180) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            seen.append(lines.get(timeout=left))
+        except queue.Empty:
+            break
+        if text in seen[-1]:
+            return seen
+    raise AssertionError(f"no line with {text!r} within {timeout:g}s; seen: {seen}")
+
+
+def test_ctrl_c_during_the_soak_then_resume_goes_on_without_releasing_again(
+    shipsite: ShipSite,
+) -> None:
+    shipsite.configure(soak="20s")
+    shipsite.commit("feat: a longer soak")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shipyard", "ship"],
+        cwd=shipsite.path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        seen = _wait_for_line(_lines(process), "▶ soak production:")
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert process.stderr is not None
+    err = process.stderr.read()
+    assert process.returncode == 130, "".join(seen) + err
+    assert "shipyard ship --resume" in err and "Traceback" not in err
+    assert shipsite.state("staging")["active_version"] == "0.1.0"
+    assert shipsite.state("production")["active_version"] is None
+    assert [r["version"] for r in shipsite.json("releases", "list")] == ["0.1.0"]
+
+    resumed = shipsite.ship("--resume")
+    assert resumed["code"] == 0, resumed
+    assert resumed["resumed"] is True and resumed["released"] is False
+    assert resumed["reached"] == ["staging", "production"]
+    assert _stages(resumed)["release"] == "skipped"
+    assert [r["version"] for r in shipsite.json("releases", "list")] == ["0.1.0"]
+    assert shipsite.state("production")["active_version"] == "0.1.0"
+    assert [d["environment"] for d in _deployments(shipsite)] == ["production", "staging"]
+
+
+def test_a_canary_waiting_for_a_person_is_exit_3_and_resume_follows_it_to_the_end(
+    shipsite: ShipSite,
+) -> None:
+    shipsite.configure(soak="1s", steps="{weight: 50, pause: {}}, {weight: 100}")
+    shipsite.commit("feat: a canary that waits for a person")
+    assert shipsite.ship()["code"] == 0  # the first version: nothing to compare, all at once
+    shipsite.commit("feat: the second version")
+    waiting = shipsite.ship()
+    assert waiting["code"] == 3, waiting
+    assert waiting["status"] == "waiting" and waiting["stopped_at"] == "deploy production"
+    canary = waiting["deployments"]["production"]
+    assert f"shipyard deployments resume {canary}" in waiting["hint"]
+    assert "shipyard ship --resume" in waiting["hint"]
+    assert shipsite.state("production")["weights"] == {"0.1.0": 50, "0.2.0": 50}
+
+    still = shipsite.ship("--resume")  # nobody resumed it: it still waits
+    assert still["code"] == 3, still
+    resumed = shipsite.cli("deployments", "resume", str(canary), "--json")
+    assert resumed.code == 0, resumed.output  # a driver in the background carries it on
+    followed = shipsite.ship("--resume")
+    assert followed["code"] == 0, followed
+    assert followed["reached"] == ["staging", "production"]
+    assert shipsite.state("production")["weights"] == {"0.2.0": 100}
+    assert _deployments(shipsite)[0]["status"] == "succeeded"
+
+
+PIPELINE_FAILS = """pipeline:
+  jobs:
+    test: {run: "echo checking && exit 3"}
+"""
+
+
+def test_a_failing_pipeline_stops_the_ship_before_anything_is_released(
+    shipsite: ShipSite,
+) -> None:
+    config = shipsite.path / "shipyard.yaml"
+    config.write_text(config.read_text() + PIPELINE_FAILS)
+    shipsite.commit("feat: a pipeline that fails")
+    stopped = shipsite.ship()
+    assert stopped["code"] == 1, stopped
+    assert stopped["status"] == "failed" and stopped["stopped_at"] == "release"
+    assert "the pipeline failed" in stopped["message"]
+    assert _stages(stopped) == {
+        "release": "failed",
+        "deploy staging": "pending",
+        "soak production": "pending",
+        "deploy production": "pending",
+    }
+    assert shipsite.json("releases", "list") == []
+    assert _deployments(shipsite) == []
+
+
+def test_mistakes_are_exit_2_with_what_to_do(shipsite: ShipSite) -> None:
+    nothing = shipsite.cli("ship", "--resume")
+    assert nothing.code == 2, nothing.output
+    assert "no ship to resume" in nothing.stderr and "shipyard ship" in nothing.stderr
+    both = shipsite.cli("ship", "HEAD", "--resume")
+    assert both.code == 2 and "drop REF" in both.stderr
+    unknown = shipsite.cli("ship", "--to", "qa")
+    assert unknown.code == 2 and "staging → production" in unknown.stderr
+    missing = shipsite.cli("ship", "no-such-branch")
+    assert missing.code == 2 and "not a commit" in missing.stderr
+    record = shipsite.path / ".shipyard" / "ships" / "project-webapp.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text("{not json")
+    broken = shipsite.cli("ship", "--resume")
+    assert broken.code == 2, broken.output
+    assert str(record) in broken.stderr and "delete it" in broken.stderr
+    for result in (nothing, both, unknown, missing, broken):
+        assert "Traceback" not in result.output
+    assert shipsite.json("releases", "list") == []
