@@ -65,9 +65,14 @@ class ShipSite(Site):
         super().__init__(path)
         self.production_port = _free_port()
 
-    def configure(self, *, soak: str = "5s", steps: str = STEPS, fail_rate: str = "") -> None:
-        """Write shipyard.yaml; ``fail_rate`` makes production's instances fail that share."""
+    def configure(
+        self, *, soak: str = "5s", steps: str = STEPS, fail_rate: str = "", approval: str = ""
+    ) -> None:
+        """Write shipyard.yaml; ``fail_rate`` makes production's instances fail that share,
+        ``approval`` is production's approval rule."""
         production_env = f"    env: {{APP_FAIL_RATE: '{fail_rate}'}}\n" if fail_rate else ""
+        if approval:
+            production_env += f"    approval: {approval}\n"
         (self.path / "shipyard.yaml").write_text(
             CONFIG.format(
                 staging_port=self.staging_port,
@@ -126,6 +131,12 @@ def _deployments(site: ShipSite) -> list[dict[str, Any]]:
     found = site.json("deployments", "list")
     assert isinstance(found, list)
     return found
+
+
+def _production(site: ShipSite, version: str) -> list[dict[str, Any]]:
+    return [
+        d for d in _deployments(site) if (d["environment"], d["version"]) == ("production", version)
+    ]
 
 
 def _at(text: str) -> datetime:
@@ -226,20 +237,26 @@ def _wait_for_line(lines: queue.Queue[str], text: str, timeout: float = 180) -> 
     raise AssertionError(f"no line with {text!r} within {timeout:g}s; seen: {seen}")
 
 
+def _start_ship(site: ShipSite) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    """``shipyard ship`` as a process of its own, its stdout read line by line."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shipyard", "ship"],
+        cwd=site.path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    return process, _lines(process)
+
+
 def test_ctrl_c_during_the_soak_then_resume_goes_on_without_releasing_again(
     shipsite: ShipSite,
 ) -> None:
     shipsite.configure(soak="20s")
     shipsite.commit("feat: a longer soak")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shipyard", "ship"],
-        cwd=shipsite.path,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    process, lines = _start_ship(shipsite)
     try:
-        seen = _wait_for_line(_lines(process), "▶ soak production:")
+        seen = _wait_for_line(lines, "▶ soak production:")
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
     finally:
@@ -260,6 +277,57 @@ def test_ctrl_c_during_the_soak_then_resume_goes_on_without_releasing_again(
     assert [r["version"] for r in shipsite.json("releases", "list")] == ["0.1.0"]
     assert shipsite.state("production")["active_version"] == "0.1.0"
     assert [d["environment"] for d in _deployments(shipsite)] == ["production", "staging"]
+
+
+def test_a_ship_killed_during_the_canary_resumes_the_same_deployment(
+    shipsite: ShipSite,
+) -> None:
+    shipsite.configure(steps="{weight: 50, pause: 15s}, {weight: 100}")
+    shipsite.commit("feat: a longer canary step")
+    assert shipsite.ship()["code"] == 0
+    shipsite.commit("feat: the second version")
+    with Load(shipsite.production_url(), workers=2, rate=100) as load:
+        process, lines = _start_ship(shipsite)
+        try:
+            _wait_for_line(lines, "progressing (canary): step 1 of 2 (50%)")
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=60)
+        finally:
+            process.kill()
+        [killed] = _production(shipsite, "0.2.0")
+        assert killed["status"] == "progressing"  # nobody drives it now
+        resumed = shipsite.ship("--resume")
+    assert resumed["code"] == 0, resumed
+    assert resumed["released"] is False and resumed["deployments"]["production"] == killed["id"]
+    [finished] = _production(shipsite, "0.2.0")  # the same deployment, driven on
+    assert (finished["id"], finished["status"]) == (killed["id"], "succeeded")
+    assert [r["version"] for r in shipsite.json("releases", "list")] == ["0.2.0", "0.1.0"]
+    assert shipsite.state("production")["weights"] == {"0.2.0": 100}
+    assert load.count(status=500) == 0 and load.errors == []
+
+
+def test_a_production_that_asks_for_approval_waits_and_resume_goes_on_once_approved(
+    shipsite: ShipSite,
+) -> None:
+    shipsite.configure(soak="1s", approval="{required: 1, not_author: true}")
+    shipsite.commit("feat: production asks for an approval")
+    waiting = shipsite.ship()
+    assert waiting["code"] == 3, waiting
+    assert (waiting["status"], waiting["stopped_at"]) == ("waiting", "deploy production")
+    assert waiting["reached"] == ["staging"]
+    asked = waiting["deployments"]["production"]
+    assert f"shipyard approve {asked}" in waiting["hint"]
+    assert "shipyard ship --resume" in waiting["hint"]
+    assert shipsite.state("production")["active_version"] is None
+    assert shipsite.ship("--resume")["code"] == 3  # nobody approved yet
+    approved = shipsite.cli(
+        "approve", str(asked), "--json", env={"SHIPYARD_USER": "bob@example.com"}
+    )
+    assert approved.code == 0, approved.output  # it starts a driver by itself
+    done = shipsite.ship("--resume")
+    assert done["code"] == 0, done
+    assert done["reached"] == ["staging", "production"]
+    assert shipsite.state("production")["active_version"] == "0.1.0"
 
 
 def test_a_canary_waiting_for_a_person_is_exit_3_and_resume_follows_it_to_the_end(
