@@ -29,6 +29,7 @@ EXIT_INTERRUPTED = 130
 # Every command, in the order ``--help`` lists them: (module, attribute). A command's module is
 # imported only when that command runs, so each command pays only for what it uses.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("shipyard.cli.commands.demo", "demo"),
     "init": ("shipyard.cli.commands.config", "init"),
     "validate": ("shipyard.cli.commands.config", "validate"),
     "run": ("shipyard.cli.commands.run", "run"),
