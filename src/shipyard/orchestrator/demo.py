@@ -296,7 +296,7 @@ class _Demo:
         self._store_secret(secret)
         self.shipyard("agent", "start")  # it sends the project's notifications as they happen
         self.say("")
-        self.say("The first release: to staging, then to production all at once (nothing there)")
+        self.say("The first release: to staging, then to production at once (nothing runs there)")
         self._ship("feat: the example service")
         address = str(deployments.environment(self.store, PROJECT, PRODUCTION).router["address"])
         self.say(f"production answers at {address}; clients send it ~{LOAD_RATE:g} requests/s")
@@ -359,7 +359,8 @@ class _Demo:
     # -- the repository -----------------------------------------------------------------------
 
     def _repository(self, example: Path, webhook: str) -> None:
-        """A git repository with the example service and its shipyard.yaml, committed."""
+        """A git repository with the example service and its shipyard.yaml (which the first
+        ship commits), and the demo's own files kept out of it."""
         for name in EXAMPLE_FILES:
             source = example / name
             if source.is_dir():
@@ -409,10 +410,17 @@ class _Demo:
     def _ship(self, message: str) -> Shipped:
         """Commit, then ship: release, staging, and production's canary with its watch."""
         self._commit(message)
+        before = len(records.all_of(self.store, PROJECT))
         # A canary rolled back by its analysis exits 1: the demo reads what happened from
         # the store; only a deployment left waiting for a person stops it.
         self.shipyard("ship", allowed=(0, 1))
-        version = records.all_of(self.store, PROJECT)[0].version
+        released = records.all_of(self.store, PROJECT)
+        if len(released) == before:
+            raise DemoStepFailed(
+                "'shipyard ship' released nothing in the demo (its output above says why)",
+                hint=_FOLDER_HINT,
+            )
+        version = released[0].version
         found = next(
             (
                 deployment
