@@ -462,37 +462,9 @@ def ship(request: ShipRequest, *, on_progress: Callable[[ShipEvent], None]) -> S
                 f"{commit[:12]} is a commit of {config.project}, and HEAD of {project}",
                 hint="ship from a checkout of the project it is a commit of",
             )
-        to = request.to or (earlier.to if request.resume and earlier else None)
         project_dir = "" if str(relative.parent) == "." else str(relative.parent)
-        names = _environments(config, to)
-        now = datetime.now(UTC)
-        if request.resume and earlier is not None:
-            record = replace(
-                earlier,
-                environments=names,
-                to=to,
-                status=ShipStatus.RUNNING,
-                message=None,
-                hint=None,
-                pid=os.getpid(),
-                updated_at=now,
-            )
-        else:
-            record = ShipRecord(
-                project=project,
-                commit=commit,
-                ref=ref,
-                environments=names,
-                to=to,
-                status=ShipStatus.RUNNING,
-                stage="release",
-                started_at=now,
-                updated_at=now,
-                pid=os.getpid(),
-            )
         flow = _Flow(
             request=request,
-            git=git,
             config=config,
             project_dir=project_dir,
             checks=DeployChecks(
@@ -500,16 +472,47 @@ def ship(request: ShipRequest, *, on_progress: Callable[[ShipEvent], None]) -> S
                 project_dir=None if bare else git.toplevel() / project_dir,
                 git=git,
             ),
-            record=record,
+            record=_record(request, earlier, config, project, commit, ref),
             emit=_Emitter(on_progress),
+            set_aside=earlier if not request.resume else None,
         )
-        if not request.resume and earlier is not None and earlier.status in RESUMABLE:
-            flow.note(
-                "release",
-                f"the unfinished ship of {earlier.version or earlier.commit[:12]} "
-                f"({earlier.status.value} at {earlier.stage}) is set aside",
-            )
         return flow.run()
+
+
+def _record(
+    request: ShipRequest,
+    earlier: ShipRecord | None,
+    config: ShipyardConfig,
+    project: str,
+    commit: str,
+    ref: str,
+) -> ShipRecord:
+    """The record this ship starts from: the last one when resuming, else a new one."""
+    now = datetime.now(UTC)
+    if request.resume and earlier is not None:
+        to = request.to or earlier.to
+        return replace(
+            earlier,
+            environments=_environments(config, to),
+            to=to,
+            status=ShipStatus.RUNNING,
+            message=None,
+            hint=None,
+            pid=os.getpid(),
+            updated_at=now,
+        )
+    return ShipRecord(
+        project=project,
+        commit=commit,
+        ref=ref,
+        environments=_environments(config, request.to),
+        to=request.to,
+        status=ShipStatus.RUNNING,
+        stage="release",
+        started_at=now,
+        updated_at=now,
+        pid=os.getpid(),
+    )
 
 
 def _commit(git: Git, ref: str) -> str:
@@ -573,12 +576,13 @@ class _Flow:
     """One ship as it goes: its record, its stages, and what it tells ``on_progress``."""
 
     request: ShipRequest
-    git: Git
     config: ShipyardConfig
     project_dir: str
     checks: DeployChecks
     record: ShipRecord
     emit: _Emitter
+    set_aside: ShipRecord | None = None
+    """The project's last ship, when this one starts anew (told if it was unfinished)."""
     stages: dict[str, StageResult] = field(default_factory=dict)
     released: bool = False
     """Whether this call cut the release."""
@@ -589,19 +593,7 @@ class _Flow:
             name: settings_for(self.config, name, project_dir=self.project_dir)
             for name in self.record.environments
         }
-        record = self.record
-        self.emit(
-            ShipEvent(
-                kind="start",
-                stage="release",
-                message=f"{'resuming the ship of' if self.request.resume else 'shipping'} "
-                f"{record.project} {record.commit[:12]} ({record.ref}) to "
-                f"{' → '.join(record.environments)}",
-            )
-        )
-        for name in ("release", *_stage_names(settings)):
-            self._stage(name, StageState.PENDING)
-        self._save()
+        self._begin(settings)
         try:
             version = self._release()
             for environment in settings.values():
@@ -625,6 +617,29 @@ class _Flow:
         self._save(status=ShipStatus.SHIPPED, stage="done", message=None, hint=None)
         reached = self.record.environments[-1] if self.record.environments else "-"
         return self._outcome(f"shipped {version} to {reached}")
+
+    def _begin(self, settings: Mapping[str, DeploySettings]) -> None:
+        """Say what is shipped where, and which stages lie ahead; record that it runs."""
+        record = self.record
+        self.emit(
+            ShipEvent(
+                kind="start",
+                stage="release",
+                message=f"{'resuming the ship of' if self.request.resume else 'shipping'} "
+                f"{record.project} {record.commit[:12]} ({record.ref}) to "
+                f"{' → '.join(record.environments)}",
+            )
+        )
+        earlier = self.set_aside
+        if earlier is not None and earlier.status in RESUMABLE:
+            self.note(
+                "release",
+                f"the unfinished ship of {earlier.version or earlier.commit[:12]} "
+                f"({earlier.status.value} at {earlier.stage}) is set aside",
+            )
+        for name in ("release", *_stage_names(settings)):
+            self._stage(name, StageState.PENDING)
+        self._save()
 
     # --- stages ---------------------------------------------------------------------------
 
