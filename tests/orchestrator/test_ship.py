@@ -11,7 +11,11 @@ is exit 3 until the person resumes it and ``--resume`` follows it to the end.
 from __future__ import annotations
 
 import json
+import os
+import pty
 import queue
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -354,6 +358,53 @@ def test_a_canary_waiting_for_a_person_is_exit_3_and_resume_follows_it_to_the_en
     assert followed["reached"] == ["staging", "production"]
     assert shipsite.state("production")["weights"] == {"0.2.0": 100}
     assert _deployments(shipsite)[0]["status"] == "succeeded"
+
+
+def _on_a_terminal(site: ShipSite, *args: str, timeout: float = 300) -> tuple[int, str]:
+    """Run ``shipyard ARGS`` with a pseudo-terminal as its stdin, stdout and stderr; its exit
+    code and what it drew, escape sequences removed."""
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shipyard", *args],
+        cwd=site.path,
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env={**os.environ, "COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"},
+    )
+    os.close(child)
+    drawn = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the terminal closed: the process has ended
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        code = process.wait(timeout=60)
+    finally:
+        process.kill()
+        os.close(main)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07", "", drawn.decode(errors="replace"))
+    return code, text
+
+
+def test_on_a_terminal_the_ship_is_drawn_with_its_stages_and_weights(shipsite: ShipSite) -> None:
+    code, drawn = _on_a_terminal(shipsite, "ship")
+    assert code == 0, drawn
+    assert "shipping webapp" in drawn and "to staging → production" in drawn
+    for stage in ("release", "deploy staging", "soak production", "deploy production"):
+        assert f"✓  {stage}" in drawn, drawn
+    assert "deployment 2 to production: succeeded" in drawn
+    assert re.search(r"0\.1\.0 +█{20} +100% +new", drawn), drawn
+    assert "shipped 0.1.0 to staging, production" in drawn
+    assert "Traceback" not in drawn
 
 
 PIPELINE_FAILS = """pipeline:
