@@ -452,3 +452,16 @@ def test_mistakes_are_exit_2_with_what_to_do(shipsite: ShipSite) -> None:
     for result in (nothing, both, unknown, missing, broken):
         assert "Traceback" not in result.output
     assert shipsite.json("releases", "list") == []
+
+
+def test_a_ship_starts_the_notification_agent_as_a_deploy_does(shipsite: ShipSite) -> None:
+    config = shipsite.path / "shipyard.yaml"
+    port = _free_port()  # nobody answers there: the agent retries, and runs all the same
+    config.write_text(
+        config.read_text() + "notifications:\n"
+        f"  - {{url: 'http://127.0.0.1:{port}/hook', on: [deployment.succeeded]}}\n"
+    )
+    shipsite.commit("chore: notify")
+    shipped = shipsite.ship("--to", "staging")
+    assert shipped["code"] == 0, shipped
+    assert shipsite.json("agent", "status")["state"] == "RUNNING"

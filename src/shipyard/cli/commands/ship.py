@@ -13,16 +13,20 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from shipyard.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_WAITING
+from shipyard.cli.commands.agent import ensure_agent
 from shipyard.cli.context import Context
 from shipyard.cli.live import SYMBOLS, format_seconds
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
+from shipyard.core.config import find_config, load_config
+from shipyard.core.errors import ShipyardError
 from shipyard.orchestrator.ship import (
     Rollout,
     ShipEvent,
@@ -86,6 +90,9 @@ def ship(
         to=to,
         config_file=file,
     )
+    problem = _start_agent(ctx, file)
+    if problem:
+        out.warn(problem)
     view = _view(out)
     try:
         with view:
@@ -324,3 +331,13 @@ def _rollout(rollout: Rollout) -> list[RenderableType]:
             Text(look.phase, style="dim"),
         )
     return [Text(heading, style="bold"), table]
+
+
+def _start_agent(ctx: Context, file: Path | None) -> str | None:
+    """Start the notification agent as a deploy does (the ship reports a bad configuration)."""
+    try:
+        path = (file or find_config(ctx.cwd, stop=ctx.state.repo_root)).resolve()
+        config = load_config(path)
+    except ShipyardError:
+        return None
+    return ensure_agent(ctx, config, path)
