@@ -228,14 +228,20 @@ class DemoOutcome:
         }
 
 
+PACKAGED_EXAMPLE = Path(__file__).resolve().parents[1] / "_examples" / "webapp"
+"""The example service inside an installed wheel (pyproject.toml force-includes it)."""
+
+
 def example_service() -> Path:
-    """The folder of the example service the demo copies."""
-    if (EXAMPLE / "app" / "__main__.py").is_file():
-        return EXAMPLE
+    """The folder of the example service the demo copies: the source tree's, else the
+    wheel's copy."""
+    for folder in (EXAMPLE, PACKAGED_EXAMPLE):
+        if (folder / "app" / "__main__.py").is_file():
+            return folder
     raise ExampleNotFound(
         f"the example service is not at {EXAMPLE}",
-        hint="shipyard demo runs from a source checkout: clone Shipyard's repository and "
-        "install it from there with 'pip install -e .'",
+        hint="reinstall Shipyard: 'pip install -e .' from a clone of its repository, or a "
+        "wheel built from it (which carries the example)",
     )
 
 
