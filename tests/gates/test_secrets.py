@@ -225,3 +225,26 @@ def test_bad_rules_are_configuration_errors(rule: str, problem: str) -> None:
     with pytest.raises(ConfigInvalid) as caught:
         load_config_text(f"project: demo\ngates:\n  secrets:\n    rules:\n{rule}")
     assert problem in str(caught.value)
+
+
+def test_a_secret_named_in_shipyard_yaml_is_a_name_not_a_secret(
+    repo: Path, state_root: Path
+) -> None:
+    config = (
+        "project: demo\n"
+        "notifications:\n"
+        "  - {url: 'https://hooks.example.com/x', on: [deployment.rolled_back], secret: HOOK_KEY}\n"
+        "  - url: https://hooks.example.com/y\n"
+        "    on: [deployment.rolled_back]\n"
+        "    secret: OTHER_HOOK_KEY\n"
+    )
+    leaked = "password: 'tr0ub4dor&3-horse-battery'\n"
+    commit_files(repo, {"shipyard.yaml": config, "settings.yaml": leaked})
+    result = judge(context(repo, state_root))
+    assert [(f.location or "").split(":")[0] for f in result.findings] == ["settings.yaml"]
+    # The same words elsewhere than shipyard.yaml stay a finding: only Shipyard's own file
+    # names its secrets this way.
+    commit_files(repo, {"other.yaml": "secret: HOOK_KEY_VALUE_42\n"})
+    assert "other.yaml" in {
+        (f.location or "").split(":")[0] for f in judge(context(repo, state_root)).findings
+    }

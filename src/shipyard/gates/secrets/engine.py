@@ -181,6 +181,12 @@ class SecretScanner:
             index = potential.line_number - 1
             if not 0 <= index < len(lines) or potential.secret_value is None:
                 continue
+            # detect-secrets reads YAML through a parser whose line numbers may be a line off.
+            nearby = lines[max(0, index - 2) : index + 3]
+            if potential.type == "Secret Keyword" and _names_a_secret(
+                source.path, nearby, potential.secret_value
+            ):
+                continue
             value = self._identity(potential.type, potential.secret_value, lines, index)
             if value is not None:
                 _add(found.setdefault(index, []), potential.type, value)
@@ -232,6 +238,21 @@ class SecretScanner:
                     if value in match.group(0):
                         return str(match.group(0))
         return value
+
+
+_CONFIG_FILES = ("shipyard.yaml", "shipyard.yml")
+_SECRET_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,127}")
+_NAMED_BY = re.compile(
+    r"(?:^|[\s{,])(?:secret|secrets)\s*:\s*(?:\[)?\s*[\"']?(?P<name>[A-Z][A-Z0-9_]*)"
+)
+
+
+def _names_a_secret(path: str, lines: Sequence[str], value: str) -> bool:
+    """Whether a keyword hit is Shipyard's own configuration naming a secret (``secret:
+    WEBHOOK_KEY``): the value is the name of an environment variable, never the secret."""
+    if path.rsplit("/", 1)[-1] not in _CONFIG_FILES or not _SECRET_NAME.fullmatch(value):
+        return False
+    return any(match.group("name") == value for line in lines for match in _NAMED_BY.finditer(line))
 
 
 @dataclass
