@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench_cd import release_example_twice, shipyard
+from bench_cd import bench_env, release_example_twice, shipyard
 
 STABLE, CANARY = "0.1.0", "0.2.0"
 ABORTS = 3
@@ -53,16 +52,7 @@ def run(report: Any) -> None:
     """Measure a whole canary under load, then aborts during its second step."""
     with tempfile.TemporaryDirectory(prefix="shipyard-bench-canary-") as tmp:
         repo = Path(tmp) / "repo"
-        env = {
-            **os.environ,
-            "XDG_CONFIG_HOME": str(Path(tmp) / "xdg"),
-            "CI": "1",
-            "SHIPYARD_USER": "bench@example.com",
-            "GIT_AUTHOR_NAME": "bench",
-            "GIT_AUTHOR_EMAIL": "bench@example.com",
-            "GIT_COMMITTER_NAME": "bench",
-            "GIT_COMMITTER_EMAIL": "bench@example.com",
-        }
+        env = bench_env(Path(tmp))
         release_example_twice(repo, env, CONFIG)
         try:
             _whole_canary(report, repo, env)

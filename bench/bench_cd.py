@@ -36,20 +36,26 @@ environments:
 """
 
 
+def bench_env(tmp: Path) -> dict[str, str]:
+    """The environment the benchmarks run the CLI and git in: this one, with a throwaway
+    config home, CI output and a fixed identity."""
+    return {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(tmp / "xdg"),
+        "CI": "1",
+        "SHIPYARD_USER": "bench@example.com",
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@example.com",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@example.com",
+    }
+
+
 def run(report: object) -> None:
     """Measure rollback-while-warm and blue-green deployment times."""
     with tempfile.TemporaryDirectory(prefix="shipyard-bench-cd-") as tmp:
         repo = Path(tmp) / "repo"
-        env = {
-            **os.environ,
-            "XDG_CONFIG_HOME": str(Path(tmp) / "xdg"),
-            "CI": "1",
-            "SHIPYARD_USER": "bench@example.com",
-            "GIT_AUTHOR_NAME": "bench",
-            "GIT_AUTHOR_EMAIL": "bench@example.com",
-            "GIT_COMMITTER_NAME": "bench",
-            "GIT_COMMITTER_EMAIL": "bench@example.com",
-        }
+        env = bench_env(Path(tmp))
         release_example_twice(repo, env)
         try:
             deploys, phases = [], []

@@ -9,7 +9,6 @@ machine (issue 20); the ratio says how many plain release-and-deploy rounds it c
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_cd import release_example_twice, shipyard
+from bench_cd import bench_env, release_example_twice, shipyard
 
 ROUNDS = 2
 GOAL_S = 180.0
@@ -26,16 +25,7 @@ GOAL_S = 180.0
 def run(report: object) -> None:
     """Time the demo and the baseline, one after the other, ``ROUNDS`` times."""
     with tempfile.TemporaryDirectory(prefix="shipyard-bench-demo-") as tmp:
-        env = {
-            **os.environ,
-            "XDG_CONFIG_HOME": str(Path(tmp) / "xdg"),
-            "CI": "1",
-            "SHIPYARD_USER": "bench@example.com",
-            "GIT_AUTHOR_NAME": "bench",
-            "GIT_AUTHOR_EMAIL": "bench@example.com",
-            "GIT_COMMITTER_NAME": "bench",
-            "GIT_COMMITTER_EMAIL": "bench@example.com",
-        }
+        env = bench_env(Path(tmp))
         plain, demos = [], []
         for index in range(ROUNDS):
             plain.append(_release_and_deploy(Path(tmp) / f"plain-{index}", env))

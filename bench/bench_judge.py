@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import statistics
 import subprocess
@@ -44,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_canary import Router, RouteWatch
-from bench_cd import ROOT, release_example_twice, shipyard
+from bench_cd import ROOT, bench_env, release_example_twice, shipyard
 
 from shipyard.monitor.analysis import AnalysisRun, RunOutcome, Threshold, judge
 from shipyard.monitor.providers.interface import Measurement
@@ -332,16 +331,7 @@ def live(report: Any) -> None:
 
     with tempfile.TemporaryDirectory(prefix="shipyard-bench-judge-") as tmp:
         repo = Path(tmp) / "repo"
-        env = {
-            **os.environ,
-            "XDG_CONFIG_HOME": str(Path(tmp) / "xdg"),
-            "CI": "1",
-            "SHIPYARD_USER": "bench@example.com",
-            "GIT_AUTHOR_NAME": "bench",
-            "GIT_AUTHOR_EMAIL": "bench@example.com",
-            "GIT_COMMITTER_NAME": "bench",
-            "GIT_COMMITTER_EMAIL": "bench@example.com",
-        }
+        env = bench_env(Path(tmp))
         release_example_twice(repo, env, _live_config(ARGO_LIKE, BASE_RATE))
         try:
             shipyard(repo, env, "deploy", STABLE, "--env", "live")  # all at once: the first
