@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_canary import Router, RouteWatch
-from bench_cd import ROOT, bench_env, release_example_twice, shipyard
+from bench_cd import bench_env, release_example_twice, shipyard
 
 from shipyard.monitor.analysis import AnalysisRun, RunOutcome, Threshold, judge
 from shipyard.monitor.providers.interface import Measurement
@@ -326,8 +326,7 @@ class Rollback:
 
 def live(report: Any) -> None:
     """Deploy the same 5 % canary with each judge through the real router; report the times."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from loadsupport import Load
+    from shipyard.orchestrator.load import Load
 
     with tempfile.TemporaryDirectory(prefix="shipyard-bench-judge-") as tmp:
         repo = Path(tmp) / "repo"
@@ -398,7 +397,7 @@ def _live_config(way: LiveJudge, fail_rate: float) -> str:
 def _rolled_back(repo: Path, env: dict[str, str], watch: RouteWatch, load: Any) -> Rollback:
     """Deploy the canary and wait for its rollback; RuntimeError if it ends any other way.
 
-    ``load`` is the ``tests/loadsupport.Load`` running meanwhile: it counts the canary's answers.
+    ``load`` is the ``shipyard.orchestrator.load.Load`` running meanwhile: it counts the canary's answers.
     """
     started = time.perf_counter()
     deployed = subprocess.run(
