@@ -397,7 +397,7 @@ def _live_config(way: LiveJudge, fail_rate: float) -> str:
 def _rolled_back(repo: Path, env: dict[str, str], watch: RouteWatch, load: Any) -> Rollback:
     """Deploy the canary and wait for its rollback; RuntimeError if it ends any other way.
 
-    ``load`` is the ``shipyard.orchestrator.load.Load`` running meanwhile: it counts the canary's answers.
+    ``load`` (``shipyard.orchestrator.load.Load``) runs meanwhile: it counts the canary's answers.
     """
     started = time.perf_counter()
     deployed = subprocess.run(
