@@ -227,3 +227,28 @@ def test_one_agent_serves_a_project_at_a_time(tmp_path: Path) -> None:
         with agent_lock(tmp_path, "billing", wait_seconds=0.1):
             pass
     assert agent_pid(tmp_path, "shop") is None
+
+
+def test_another_projects_deployment_events_name_it_and_are_not_sent(store: Store) -> None:
+    from shipyard.cd import deployments
+
+    asked = deployments.create(
+        store,
+        project="billing",
+        environment="production",
+        version="2.0.0",
+        kind="deploy",
+        strategy="canary",
+        previous_version=None,
+        settings={},
+        actor="ops@example.com",
+        on_busy="queue",
+    )
+    deployments.transition(store, asked.id, "progressing", actor="ops@example.com")
+    fake = FakeNotifier()
+    attempts = Agent(store, "shop", [subscribe(fake, "deployment.*")]).drain()
+    assert [a.outcome for a in attempts] == ["skipped", "skipped"]
+    assert fake.sent == []
+    mine = FakeNotifier()
+    sent = Agent(store, "billing", [subscribe(mine, "deployment.*", name="b")]).drain()
+    assert [a.outcome for a in sent] == ["delivered", "delivered"]

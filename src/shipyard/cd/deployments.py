@@ -212,6 +212,7 @@ def create(
         assert key is not None
         created = _get(conn, int(key[0]))
         details = {
+            "project": project,
             "environment": environment,
             "version": version,
             "kind": kind,
@@ -266,6 +267,7 @@ def transition(
         details = {
             "from": current.status.value,
             "to": to.value,
+            "project": current.project,
             "environment": current.environment,
             "version": current.version,
             "message": message,
