@@ -226,7 +226,12 @@ def create(
         )
         outbox.append(conn, "deployment.created", created.subject, details)
         if waiting is not None:
-            waits = {"environment": environment, "version": version, "message": waiting}
+            waits = {
+                "project": project,
+                "environment": environment,
+                "version": version,
+                "message": waiting,
+            }
             audit.append(
                 conn,
                 actor=actor,

@@ -167,7 +167,12 @@ def publish(store: Store, record: ReleaseRecord, *, actor: str) -> ReleaseRecord
             .values(status=PUBLISHED, published_at=datetime.now(UTC))
         )
         published = _get(conn, record.id)
-        details = {"version": record.version, "tag": record.tag, "commit": record.commit}
+        details = {
+            "project": record.project,
+            "version": record.version,
+            "tag": record.tag,
+            "commit": record.commit,
+        }
         audit.append(
             conn, actor=actor, action="release.published", subject=record.subject, details=details
         )
