@@ -7,6 +7,7 @@ is loaded only for the terminal view.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -17,7 +18,7 @@ from shipyard.ci.model import JobSpec, PipelineSpec
 from shipyard.cli.output import Output
 
 if TYPE_CHECKING:
-    from rich.console import Group
+    from rich.console import Group, RenderableType
     from rich.live import Live
 
 SYMBOLS = {
@@ -29,6 +30,52 @@ SYMBOLS = {
     "cancelled": ("■", "magenta"),
     "retrying": ("↻", "yellow"),
 }
+
+
+class Redrawn:
+    """A renderable redrawn in place on the terminal while a block runs (Rich's ``Live``).
+
+    ``render`` gives what is drawn at each refresh; ``final`` (default ``render``) what stays
+    on the screen once the block ends.
+    """
+
+    def __init__(
+        self,
+        out: Output,
+        render: Callable[[], RenderableType],
+        *,
+        per_second: float,
+        final: Callable[[], RenderableType] | None = None,
+    ) -> None:
+        self._out = out
+        self._render = render
+        self._final = final or render
+        self._per_second = per_second
+        self._live: Live | None = None
+
+    def __enter__(self) -> Redrawn:
+        from rich.live import Live
+
+        self._live = Live(
+            self._render(),
+            console=self._out.console,
+            refresh_per_second=self._per_second,
+            transient=False,
+            get_renderable=self._render,
+        )
+        self._live.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._live is not None:
+            self._live.update(self._final())
+            self._live.__exit__(kind, value, tb)
+            self._live = None
 
 
 @dataclass
@@ -48,23 +95,16 @@ class RunView:
     pipeline: PipelineSpec
     title: str = ""
     rows: dict[str, _Row] = field(default_factory=dict)
-    _live: Live | None = None
+    _live: Redrawn | None = None
 
     def __post_init__(self) -> None:
         self.rows = {job.id: _Row() for job in self.pipeline.jobs}
 
     def __enter__(self) -> RunView:
         if not self.out.plain and not self.out.json_mode:
-            from rich.live import Live
-
-            self._live = Live(
-                self._render(),
-                console=self.out.console,
-                refresh_per_second=8,
-                transient=False,
-                get_renderable=self._render,
-            )
-            self._live.__enter__()
+            self._live = Redrawn(
+                self.out, self._render, per_second=8, final=lambda: self._render(final=True)
+            ).__enter__()
         return self
 
     def __exit__(
@@ -74,7 +114,6 @@ class RunView:
         tb: TracebackType | None,
     ) -> None:
         if self._live is not None:
-            self._live.update(self._render(final=True))
             self._live.__exit__(kind, value, tb)
             self._live = None
 

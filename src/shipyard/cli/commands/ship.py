@@ -22,7 +22,7 @@ import typer
 from shipyard.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_WAITING
 from shipyard.cli.commands.agent import ensure_agent
 from shipyard.cli.context import Context
-from shipyard.cli.live import SYMBOLS, format_seconds
+from shipyard.cli.live import SYMBOLS, Redrawn, format_seconds
 from shipyard.cli.options import FileOption, JsonOption
 from shipyard.cli.output import Output
 from shipyard.core.config import find_config, load_config
@@ -38,7 +38,6 @@ from shipyard.orchestrator.ship import ship as run_ship
 
 if TYPE_CHECKING:
     from rich.console import Group, RenderableType
-    from rich.live import Live
 
 PLAIN_SOAK_EVERY_S = 10.0
 """In plain output, the time left of a soak is printed at most this often."""
@@ -215,19 +214,10 @@ class _LiveView(_View):
     soak: str = ""
     notes: deque[str] = field(default_factory=lambda: deque(maxlen=4))
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _live: Live | None = None
+    _live: Redrawn | None = None
 
     def __enter__(self) -> _LiveView:
-        from rich.live import Live
-
-        self._live = Live(
-            self._render(),
-            console=self.out.console,
-            refresh_per_second=4,
-            transient=False,
-            get_renderable=self._render,
-        )
-        self._live.__enter__()
+        self._live = Redrawn(self.out, self._render, per_second=4).__enter__()
         return self
 
     def __exit__(
@@ -237,7 +227,6 @@ class _LiveView(_View):
         tb: TracebackType | None,
     ) -> None:
         if self._live is not None:
-            self._live.update(self._render())
             self._live.__exit__(kind, value, tb)
             self._live = None
 
