@@ -12,7 +12,7 @@ person, and a person's resume lets it go on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -67,6 +67,17 @@ def traffic_snapshot(stats: RouterStats) -> TrafficSnapshot:
             for name, version in stats.versions.items()
         }
     )
+
+
+def _step_evidence(
+    recorded: Sequence[measurements.RecordedMeasurement], phase: str
+) -> dict[str, list[Mapping[str, float]]]:
+    """Each metric's evidence from the looks of ``phase`` recorded so far, oldest first."""
+    evidence: dict[str, list[Mapping[str, float]]] = {}
+    for row in recorded:
+        if row.phase == phase and row.evidence is not None:
+            evidence.setdefault(row.metric, []).append(row.evidence)
+    return evidence
 
 
 def _decided_early(analysis: Analysis, phase: str, found: list[MetricLook]) -> bool:
@@ -130,10 +141,11 @@ class Observer:
             if left > 0:
                 ctx.wait(left)
             return
-        self._settle(ctx, analysis)
+        recorded = self._recorded(ctx)
+        self._settle(ctx, analysis, recorded)
         planned_looks = max(1, round(planned / analysis.interval.total_seconds()))
         every = planned / planned_looks
-        looks = planned_looks - self._looks_made(ctx, phase)
+        looks = planned_looks - len({row.measured_at for row in recorded if row.phase == phase})
         if looks <= 0:
             return
         judge = analysis.judge
@@ -171,7 +183,7 @@ class Observer:
                 sources=window.take(),
                 earlier_baselines=ctx.progress.get(BASELINES, {}),
                 masker=self.masker,
-                step_evidence=self._step_evidence(ctx, phase),
+                step_evidence=_step_evidence(recorded, phase),
                 last_look=index == looks - 1,
             )
             self._record(ctx, phase, baseline, found)
@@ -183,20 +195,16 @@ class Observer:
                     if item.baseline is not None and item.baseline.value is not None
                 },
             )
-            self._settle(ctx, analysis)
+            recorded = self._recorded(ctx)
+            self._settle(ctx, analysis, recorded)
             if _decided_early(analysis, phase, found):
                 self.on_event(f"analysis ({phase}): every metric passed; the step ends early")
                 return
 
-    def _step_evidence(self, ctx: StepContext, phase: str) -> dict[str, list[Mapping[str, float]]]:
-        """Each metric's evidence from the looks of ``phase`` recorded so far, oldest first."""
+    def _recorded(self, ctx: StepContext) -> list[measurements.RecordedMeasurement]:
+        """The deployment's measurements so far, oldest first (read once a look)."""
         with self.store.read() as conn:
-            recorded = measurements.for_deployment(conn, ctx.deployment_id)
-        evidence: dict[str, list[Mapping[str, float]]] = {}
-        for row in recorded:
-            if row.phase == phase and row.evidence is not None:
-                evidence.setdefault(row.metric, []).append(row.evidence)
-        return evidence
+            return measurements.for_deployment(conn, ctx.deployment_id)
 
     def _record(
         self, ctx: StepContext, phase: str, baseline: str | None, found: list[MetricLook]
@@ -223,11 +231,6 @@ class Observer:
         shown = "; ".join(f"{item.verdict.kind.value}: {item.verdict.reason}" for item in found)
         self.on_event(f"analysis ({phase}): {shown}")
 
-    def _looks_made(self, ctx: StepContext, phase: str) -> int:
-        with self.store.read() as conn:
-            recorded = measurements.for_deployment(conn, ctx.deployment_id)
-        return len({row.measured_at for row in recorded if row.phase == phase})
-
     def _keep_baselines(self, ctx: StepContext, values: Mapping[str, float]) -> None:
         if not values:
             return
@@ -235,10 +238,14 @@ class Observer:
         ctx.progress[BASELINES] = kept
         ctx.save(ctx.progress)
 
-    def _settle(self, ctx: StepContext, analysis: Analysis) -> None:
-        """Act on where the analysis stands: fail, wait for a person, or go on."""
-        with self.store.read() as conn:
-            recorded = measurements.for_deployment(conn, ctx.deployment_id)
+    def _settle(
+        self,
+        ctx: StepContext,
+        analysis: Analysis,
+        recorded: Sequence[measurements.RecordedMeasurement],
+    ) -> None:
+        """Act on where the analysis stands after ``recorded``: fail, wait for a person, or
+        go on."""
         resumed = [int(n) for n in ctx.progress.get(RESUMED, [])]
         run, looks = replay(AnalysisRun.start(analysis), recorded, resumed)
         if run.outcome is RunOutcome.FAIL:
