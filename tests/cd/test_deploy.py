@@ -65,7 +65,9 @@ class Site:
         text = CONFIG.format(staging_port=self.staging_port, extra=extra)
         (self.path / "shipyard.yaml").write_text(text)
 
-    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180) -> CliResult:
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float | None = None
+    ) -> CliResult:
         return run_cli(*args, cwd=self.path, env=env, timeout=timeout)
 
     def release(self, message: str) -> str:

@@ -99,7 +99,7 @@ class Leaky:
         self.path = path
 
     def cli(self, *args: str) -> CliResult:
-        return run_cli(*args, cwd=self.path, env={"DB_PASSWORD": ENV_PASSWORD}, timeout=180)
+        return run_cli(*args, cwd=self.path, env={"DB_PASSWORD": ENV_PASSWORD})
 
 
 @pytest.fixture

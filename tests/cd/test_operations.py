@@ -62,7 +62,7 @@ ACTOR = "operator@example.com"
 
 
 def cli(repo: Path, *args: str) -> CliResult:
-    return run_cli(*args, cwd=repo, env={"SHIPYARD_USER": ACTOR}, timeout=180)
+    return run_cli(*args, cwd=repo, env={"SHIPYARD_USER": ACTOR})
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:

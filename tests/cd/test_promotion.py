@@ -257,7 +257,7 @@ class Site:
         (self.path / "shipyard.yaml").write_text(text)
 
     def cli(self, *args: str) -> CliResult:
-        return run_cli(*args, cwd=self.path, timeout=180)
+        return run_cli(*args, cwd=self.path)
 
     def json(self, *args: str) -> tuple[int, Any]:
         result = self.cli(*args, "--json")

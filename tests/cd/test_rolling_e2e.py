@@ -59,7 +59,7 @@ class Site:
         self.port = _free_port()
         (path / "shipyard.yaml").write_text(CONFIG.format(port=self.port))
 
-    def cli(self, *args: str, timeout: float = 300) -> CliResult:
+    def cli(self, *args: str, timeout: float | None = None) -> CliResult:
         return run_cli(*args, cwd=self.path, timeout=timeout)
 
     def release(self, message: str) -> str:

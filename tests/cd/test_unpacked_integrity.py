@@ -64,7 +64,7 @@ class Site:
         self.path = path
 
     def cli(self, *args: str) -> CliResult:
-        return run_cli(*args, cwd=self.path, timeout=180)
+        return run_cli(*args, cwd=self.path)
 
     def release(self, message: str) -> str:
         git(self.path, "add", "-A")

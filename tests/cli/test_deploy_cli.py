@@ -39,7 +39,7 @@ def shop(repo: Path) -> Path:
     return repo
 
 
-def cli(repo: Path, *args: str, timeout: float = 60) -> CliResult:
+def cli(repo: Path, *args: str, timeout: float | None = None) -> CliResult:
     return run_cli(*args, cwd=repo, env={"SHIPYARD_USER": ACTOR}, timeout=timeout)
 
 
@@ -127,7 +127,7 @@ def test_a_router_of_an_unknown_environment_is_refused_naming_the_known_ones(sho
         ("router", "status", "--env", "nonexistent"),
         ("router", "weights", "--env", "nonexistent", "a=100"),
     ):
-        refused = cli(shop, *args, timeout=30)
+        refused = cli(shop, *args)
         assert refused.code == 2, refused.output
         assert "nonexistent" in refused.stderr
         assert "staging, production" in refused.stderr
@@ -201,13 +201,13 @@ def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
 def _release(repo: Path, message: str) -> str:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "--allow-empty", "-m", message)
-    released = cli(repo, "release", "--json", timeout=180)
+    released = cli(repo, "release", "--json")
     assert released.code == 0, released.output
     return str(json.loads(released.stdout)["version"])
 
 
 def test_service_logs_show_stdout_and_stderr_follow_and_failed_instances(site: Path) -> None:
-    deployed = cli(site, "deploy", "0.1.0", "--env", "staging", "--json", timeout=180)
+    deployed = cli(site, "deploy", "0.1.0", "--env", "staging", "--json")
     assert deployed.code == 0, deployed.output
     shown = cli(site, "service", "logs", "--env", "staging")
     assert shown.code == 0, shown.output
@@ -255,7 +255,7 @@ def test_service_logs_show_stdout_and_stderr_follow_and_failed_instances(site: P
     )
     (site / "shipyard.yaml").write_text(SITE_CONFIG.format(command=crash))
     _release(site, "feat: two")
-    failed = cli(site, "deploy", "0.2.0", "--env", "staging", "--json", timeout=180)
+    failed = cli(site, "deploy", "0.2.0", "--env", "staging", "--json")
     assert failed.code == 1, failed.output
     after = cli(site, "service", "logs", "--env", "staging")
     assert after.code == 0, after.output

@@ -63,7 +63,7 @@ def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 
 def cli(repo: Path, *args: str) -> CliResult:
-    return run_cli(*args, cwd=repo, timeout=180)
+    return run_cli(*args, cwd=repo)
 
 
 def _status(repo: Path) -> dict[str, Any]:

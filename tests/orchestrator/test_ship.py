@@ -1,5 +1,5 @@
 """``shipyard ship`` end to end: the example service in a real git repository, released and
-deployed by the real CLI (a real process) to staging and then, after the soak, to a production
+deployed by the CLI (in the test's process, or a real one where it is killed) to staging and then, after the soak, to a production
 canary judged by its analysis behind the real router, under steady load where it matters.
 
 A good version reaches production; a bad one (failing a fifth of its requests in production
@@ -94,7 +94,7 @@ class ShipSite(Site):
 
     def ship(self, *args: str) -> dict[str, Any]:
         """``shipyard ship --json``: its outcome, with the exit code as ``code``."""
-        result = self.cli("ship", "--json", *args, timeout=300)
+        result = self.cli("ship", "--json", *args)
         try:
             outcome = json.loads(result.stdout)
         except json.JSONDecodeError:
@@ -196,7 +196,7 @@ def test_a_version_that_fails_under_traffic_stops_at_the_canary_with_stable_serv
     shipsite.configure(fail_rate="0.2")  # production only: staging does not show it
     shipsite.commit("feat: a release that fails under traffic")
     with Load(shipsite.production_url(), workers=2, rate=100) as load:
-        stopped = shipsite.cli("ship", timeout=300)
+        stopped = shipsite.cli("ship")
         after = load.count()
         load.wait_for(lambda: load.count() >= after + 50)  # served on after the rollback
     assert stopped.code == 1, stopped.output
