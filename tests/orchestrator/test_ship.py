@@ -1,6 +1,7 @@
 """``shipyard ship`` end to end: the example service in a real git repository, released and
-deployed by the CLI (in the test's process, or a real one where it is killed) to staging and then, after the soak, to a production
-canary judged by its analysis behind the real router, under steady load where it matters.
+deployed by the CLI (in the test's process, or a real one where a test kills it) to staging and
+then, after the soak, to a production canary judged by its analysis behind the real router,
+under steady load where it matters.
 
 A good version reaches production; a bad one (failing a fifth of its requests in production
 only) is stopped at the canary with exit 1 and the stable version serving; Ctrl-C during the
