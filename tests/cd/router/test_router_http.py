@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
@@ -210,6 +211,11 @@ def _mutated(draw: st.DrawFn, text: str) -> bytes:
     return head
 
 
+@st.composite
+def _mutated_head(draw: st.DrawFn, heads: st.SearchStrategy[str]) -> bytes:
+    return _mutated(draw, draw(heads))
+
+
 def _outcome(parse: Callable[[bytes], object], head: bytes) -> object:
     try:
         return parse(head)
@@ -217,19 +223,33 @@ def _outcome(parse: Callable[[bytes], object], head: bytes) -> object:
         return ("BadMessage", error.status)
 
 
-@settings(max_examples=3000, deadline=None)
-@given(st.data())
-def test_the_usual_request_form_is_parsed_exactly_like_any_other(data: st.DataObject) -> None:
-    head = _mutated(data.draw, data.draw(_requests))
-    assert _outcome(parse_request, head) == _outcome(_parse_request_fully, head)
+# Each example checks a batch of distinct heads: 150 examples of 20 make the same 3,000 heads
+# as 3,000 examples of one, at a fraction of Hypothesis's cost per example (its draws and
+# bookkeeping, not the parsers, took the time). Distinct, because Hypothesis otherwise likes
+# to repeat an element within a list: with unique=True a run draws as many different heads
+# (about 2,700 of the 3,000) as one head per example did (about 2,600).
+_BATCH = 20
 
 
-@settings(max_examples=3000, deadline=None)
-@given(st.data(), st.sampled_from([b"GET", b"HEAD"]))
-def test_the_usual_response_form_is_parsed_exactly_like_any_other(
-    data: st.DataObject, method: bytes
-) -> None:
-    head = _mutated(data.draw, data.draw(_responses))
-    assert _outcome(lambda h: parse_response(h, request_method=method), head) == _outcome(
-        lambda h: _parse_response_fully(h, method), head
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_mutated_head(_requests), min_size=_BATCH, max_size=_BATCH, unique=True))
+def test_the_usual_request_form_is_parsed_exactly_like_any_other(heads: list[bytes]) -> None:
+    for head in heads:
+        assert _outcome(parse_request, head) == _outcome(_parse_request_fully, head), head
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(_mutated_head(_responses), st.sampled_from([b"GET", b"HEAD"])),
+        min_size=_BATCH,
+        max_size=_BATCH,
+        unique=True,
     )
+)
+def test_the_usual_response_form_is_parsed_exactly_like_any_other(
+    heads: list[tuple[bytes, bytes]],
+) -> None:
+    for head, method in heads:
+        usual = _outcome(partial(parse_response, request_method=method), head)
+        assert usual == _outcome(partial(_parse_response_fully, request_method=method), head), head
