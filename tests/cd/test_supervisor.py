@@ -14,6 +14,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -211,7 +212,8 @@ def test_a_program_outlives_the_process_that_added_it(
                          git_common_dir=None)
         argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "{port}"]
         cwd = Path({str(tmp_path)!r})
-        Supervisor.for_state(state).add(ProgramSpec(name="web", argv=argv, cwd=cwd))
+        spec = ProgramSpec(name="web", argv=argv, cwd=cwd, start_secs=0)
+        Supervisor.for_state(state).add(spec)
         """
     )
     (tmp_path / "index.html").write_text("served by a supervised program\n")
@@ -224,8 +226,16 @@ def test_a_program_outlives_the_process_that_added_it(
     assert status.pid is not None
     [daemon] = daemons(supervisor)
     assert psutil.Process(status.pid).ppid() == daemon.pid
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as reply:
-        assert reply.read() == b"served by a supervised program\n"
+
+    def served() -> bytes | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as reply:
+                return bytes(reply.read())
+        except urllib.error.URLError:
+            return None  # not listening yet
+
+    assert wait_for(lambda: served() is not None)
+    assert served() == b"served by a supervised program\n"
     assert status.stdout_log == supervisor.log_path("web")
     assert status.stderr_log == supervisor.log_path("web", "stderr")
     assert [s.name for s in supervisor.list()] == ["web"]
@@ -234,7 +244,7 @@ def test_a_program_outlives_the_process_that_added_it(
 def test_a_killed_program_is_restarted(
     supervisor: Supervisor, tmp_path: Path, script: Callable[[str, str], list[str]]
 ) -> None:
-    first = supervisor.add(spec("worker", script("sleeper", SLEEPER), tmp_path))
+    first = supervisor.add(spec("worker", script("sleeper", SLEEPER), tmp_path, start_secs=0))
     assert first.pid is not None
     os.kill(first.pid, signal.SIGKILL)
 
@@ -259,13 +269,14 @@ def test_restart_starts_a_new_process(
 def test_remove_stops_with_the_configured_signal_and_lets_it_finish(
     supervisor: Supervisor, tmp_path: Path, script: Callable[[str, str], list[str]]
 ) -> None:
-    marker = tmp_path / "marker"
+    marker, ready = tmp_path / "marker", tmp_path / "ready"
     argv = script(
         "graceful",
         f"""
         import signal, sys, time
         from pathlib import Path
         marker = Path({str(marker)!r})
+        ready = Path({str(ready)!r})
         def stop(number, frame):
             marker.write_text(signal.Signals(number).name + "\\n")
             time.sleep(0.5)  # finish in-flight work within the grace period
@@ -274,13 +285,15 @@ def test_remove_stops_with_the_configured_signal_and_lets_it_finish(
             sys.exit(0)
         signal.signal(signal.SIGUSR1, stop)
         signal.signal(signal.SIGTERM, lambda *_: marker.write_text("SIGTERM\\n"))
+        ready.touch()
         while True:
             time.sleep(1)
         """,
     )
     status = supervisor.add(
-        spec("graceful", argv, tmp_path, stop_signal=signal.SIGUSR1, stop_grace_s=20)
+        spec("graceful", argv, tmp_path, stop_signal=signal.SIGUSR1, stop_grace_s=20, start_secs=0)
     )
+    assert wait_for(ready.exists)  # its handlers are in place
     supervisor.remove("graceful")
     assert marker.read_text() == "SIGUSR1\nfinished\n"
     assert status.pid is not None and not pid_alive(status.pid)
@@ -300,13 +313,13 @@ def test_a_program_that_ignores_its_stop_signal_is_killed_with_its_children(
         import signal, subprocess, sys, time
         from pathlib import Path
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-        Path({str(marker)!r}).write_text(str(child.pid))
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        Path({str(marker)!r}).write_text(str(child.pid))  # once it ignores SIGTERM
         while True:
             time.sleep(1)
         """,
     )
-    status = supervisor.add(spec("stubborn", argv, tmp_path, stop_grace_s=1))
+    status = supervisor.add(spec("stubborn", argv, tmp_path, stop_grace_s=1, start_secs=0))
     assert wait_for(lambda: marker.exists() and marker.read_text() != "")
     child = int(marker.read_text())
     assert pid_alive(child)
@@ -383,9 +396,12 @@ def test_logs_are_rotated(
     backups = [log.with_name(log.name + ".1"), log.with_name(log.name + ".2")]
 
     def everything_written() -> bool:
-        return all(path.exists() for path in backups) and any(
-            "chunk 07 " in path.read_text() for path in (log, backups[0])
-        )
+        try:
+            return all(path.exists() for path in backups) and any(
+                "chunk 07 " in path.read_text() for path in (log, backups[0])
+            )
+        except FileNotFoundError:  # between supervisord's rename and its new log
+            return False
 
     assert wait_for(everything_written)
     assert not log.with_name(log.name + ".3").exists()
@@ -414,7 +430,12 @@ def test_secrets_reach_the_program_but_no_config_or_log(
     )
     greeting = "hello ; #world 100% \"quoted\" 'single', a=b"
     program = spec(
-        "reader", argv, tmp_path, env={"GREETING": greeting}, secret_env={"API_TOKEN": secret}
+        "reader",
+        argv,
+        tmp_path,
+        env={"GREETING": greeting},
+        secret_env={"API_TOKEN": secret},
+        start_secs=0,
     )
     assert secret not in repr(program)
     status = supervisor.add(program)
@@ -590,7 +611,9 @@ def test_concurrent_adds_from_several_processes_all_run(
         from shipyard.core.state import StateDir
         state = StateDir(root=Path({str(supervisor.state.root)!r}), repo_root=None,
                          git_common_dir=None)
-        spec = ProgramSpec(name=sys.argv[1], argv={argv!r}, cwd=Path({str(tmp_path)!r}))
+        spec = ProgramSpec(
+            name=sys.argv[1], argv={argv!r}, cwd=Path({str(tmp_path)!r}), start_secs=0
+        )
         Supervisor.for_state(state).add(spec)
         """
     )
@@ -610,7 +633,7 @@ def test_the_router_runs_under_the_supervisor(supervisor: Supervisor, tmp_path: 
     state_root = supervisor.state.root
     argv = [sys.executable, "-m", "shipyard.cd.router", "--env", "staging"]
     argv += ["--port", str(free_port()), "--state-dir", str(state_root), "--drain-timeout", "2"]
-    router = supervisor.add(spec("router.staging", argv, tmp_path, stop_grace_s=5))
+    router = supervisor.add(spec("router.staging", argv, tmp_path, stop_grace_s=5, start_secs=0))
 
     def answers() -> bool:
         try:
