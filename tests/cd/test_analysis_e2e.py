@@ -3,8 +3,10 @@ behind the real router, under steady load; the builtin provider reads the router
 
 A canary answering 500 to a fifth of its requests is rolled back by itself, a good one takes
 over, a canary without traffic waits for a person, a driver killed with SIGKILL during the
-analysis is taken over and the analysis goes on, and a regression that appears 30 s after the
-new version took all the traffic is rolled back by the watch window.
+analysis is taken over and the analysis goes on, and a regression that appears some seconds
+after the new version took all the traffic is rolled back by the watch window.
+
+The analysis looks every second, the least it accepts; waits are bounds, not measures.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import sqlite3
 import subprocess
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +132,7 @@ def test_a_good_canary_passes_its_looks_and_takes_all_traffic(
     site: Site,  # noqa: F811 - the fixture imported above
 ) -> None:
     port = _free_port()
-    _stable, url = _started_stable(site, port)
+    _stable, url = _started_stable(site, port, pause="2s")
     good = site.release("feat: a good release")
     with Load(url, workers=2, rate=100) as load:
         deployed = site.deploy(good, "live")
@@ -137,7 +140,7 @@ def test_a_good_canary_passes_its_looks_and_takes_all_traffic(
     assert json.loads(deployed.stdout)["status"] == "succeeded"
     assert site.state("live")["weights"] == {good: 100}
     looks = _looks(site, _deployment_of(site, good)["id"])
-    assert len(looks) == 3  # a 3 s pause, 1 s looks
+    assert len(looks) == 2  # a 2 s pause, 1 s looks
     assert "pass" in {look["verdict"] for look in looks} <= {"pass", "inconclusive"}
     assert load.count(status=500) == 0 and load.errors == []
     assert _json(site, "incident", "list") == []
@@ -147,7 +150,7 @@ def test_a_canary_without_traffic_is_inconclusive_and_waits_for_a_person(
     site: Site,  # noqa: F811 - the fixture imported above
 ) -> None:
     port = _free_port()
-    stable, _url = _started_stable(site, port, inconclusive_limit=1)
+    stable, _url = _started_stable(site, port, inconclusive_limit=0)
     idle = site.release("feat: nobody is calling")
     paused = site.deploy(idle, "live")
     assert paused.code == 3, paused.output
@@ -155,17 +158,24 @@ def test_a_canary_without_traffic_is_inconclusive_and_waits_for_a_person(
     found = _deployment_of(site, idle)
     assert found["status"] == "paused"
     assert site.state("live")["weights"] == {stable: 50, idle: 50}
-    assert [look["verdict"] for look in _looks(site, found["id"])] == ["inconclusive"] * 2
+    # inconclusive_limit 0: the first inconclusive look hands it to a person.
+    assert [look["verdict"] for look in _looks(site, found["id"])] == ["inconclusive"]
+
+
+FAILURE_LIMIT = 3
+"""Failed looks the killed driver's analysis tolerates: the kill comes after the first."""
 
 
 def test_a_driver_killed_during_the_analysis_is_taken_over_and_the_analysis_goes_on(
     site: Site,  # noqa: F811 - the fixture imported above
 ) -> None:
     port = _free_port()
-    # failure_limit 8: the analysis cannot end before its ninth look, long after the kill.
-    stable, url = _started_stable(site, port, pause="40s", failure_limit=8)
+    # failure_limit 3: the analysis cannot end before its fourth failed look, 3 s of looks
+    # after the first one the test waits for and kills the driver at.
+    stable, url = _started_stable(site, port, pause="40s", failure_limit=FAILURE_LIMIT)
     bad = site.release("feat: a release that fails under traffic")
-    site.write_config(_canary_env(port, pause="40s", failure_limit=8, env="APP_FAIL_RATE: '0.2'"))
+    env = "APP_FAIL_RATE: '0.2'"
+    site.write_config(_canary_env(port, pause="40s", failure_limit=FAILURE_LIMIT, env=env))
     with Load(url, workers=2, rate=100):
         started = site.deploy(bad, "live", "--no-wait")
         assert started.code == 0, started.output
@@ -173,25 +183,31 @@ def test_a_driver_killed_during_the_analysis_is_taken_over_and_the_analysis_goes
 
         pid = int(json.loads(started.stdout)["driver_pid"])
         # Read the store directly while waiting: the CLI is too slow on a loaded machine to
-        # catch the driver between its first failed look and its ninth.
+        # catch the driver between its first failed look and its last.
         _wait(lambda: _stored_fails(site, deployment_id) >= 1, timeout=120)
         os.kill(pid, signal.SIGKILL)
         before = _looks(site, deployment_id)
-        assert 1 <= _fails(before) <= 8
+        assert 1 <= _fails(before) <= FAILURE_LIMIT
         assert _deployment_of(site, bad)["status"] == "progressing"  # nobody drives it now
         resumed = site.cli("deployments", "resume", str(deployment_id), "--json")
         assert resumed.code == 0, resumed.output  # a new driver, in the background
         _wait(lambda: _deployment_of(site, bad)["status"] == "rolled_back", timeout=120)
     looks = _looks(site, deployment_id)
-    # The ninth failure in a row ends it, counting those made before the kill.
-    assert _fails(looks) == 9
+    # The fourth failure in a row ends it, counting those made before the kill.
+    assert _fails(looks) == FAILURE_LIMIT + 1
     assert {look["verdict"] for look in looks} <= {"fail", "inconclusive"}
     assert len(looks) > len(before)
     assert _deployment_of(site, bad)["status"] == "rolled_back"
     assert site.state("live")["weights"] == {stable: 100}
 
 
-def test_a_regression_30_s_after_full_rollout_is_rolled_back_by_the_watch_window(
+REGRESS_AFTER_S = 8
+"""When the watched release goes bad, counted from its start: the version takes all the
+traffic about 1 s after it starts (its instances must stay up 1 s), so the watch sees it good
+for several looks first."""
+
+
+def test_a_regression_after_full_rollout_is_rolled_back_by_the_watch_window(
     site: Site,  # noqa: F811 - the fixture imported above
 ) -> None:
     port = _free_port()
@@ -201,14 +217,15 @@ def test_a_regression_30_s_after_full_rollout_is_rolled_back_by_the_watch_window
             "  live:\n"
             "    strategy: {blue_green: {rollback_window: 10m}}\n"
             f"    router: {{port: {port}}}\n"
-            "    watch: 60s\n" + env + ANALYSIS.format(failure_limit=0, inconclusive_limit=30)
+            "    watch: 30s\n" + env + ANALYSIS.format(failure_limit=0, inconclusive_limit=30)
         )
 
     site.write_config(watched())
     stable = site.release("feat: a watched environment")
     assert site.deploy(stable, "live").code == 0
-    bad = site.release("feat: a release that goes bad after half a minute")
-    site.write_config(watched("    env: {APP_REGRESS_AFTER: '30', APP_FAIL_RATE: '0.5'}\n"))
+    bad = site.release("feat: a release that goes bad after a few seconds")
+    regress = f"    env: {{APP_REGRESS_AFTER: '{REGRESS_AFTER_S}', APP_FAIL_RATE: '0.5'}}\n"
+    site.write_config(watched(regress))
     with Load(site.url("live"), workers=2, rate=100) as load:
         deployed = site.deploy(bad, "live")
     assert deployed.code == 1, deployed.output
@@ -217,7 +234,7 @@ def test_a_regression_30_s_after_full_rollout_is_rolled_back_by_the_watch_window
     looks = _looks(site, found["id"])
     assert {look["phase"] for look in looks} == {"watch"}
     assert looks[-1]["verdict"] == "fail"
-    assert len([look for look in looks if look["verdict"] == "pass"]) >= 10  # good at first
+    assert len([look for look in looks if look["verdict"] == "pass"]) >= 3  # good at first
     assert site.state("live")["weights"] == {stable: 100}
     assert load.count(version=bad, status=200) > 0 and load.count(version=bad, status=500) > 0
     [incident] = _json(site, "incident", "list")
@@ -225,7 +242,7 @@ def test_a_regression_30_s_after_full_rollout_is_rolled_back_by_the_watch_window
 
 
 PROMETHEUS_ANALYSIS = """    analysis:
-      interval: 2s
+      interval: 1s
       failure_limit: 0
       inconclusive_limit: 20
       metrics:
@@ -241,9 +258,19 @@ PROMETHEUS_ANALYSIS = """    analysis:
 """
 
 
+@dataclass(frozen=True)
+class Prometheus:
+    """Where Prometheus will listen, and how to start it."""
+
+    url: str
+    start: Callable[[], None]
+
+
 @pytest.fixture
-def prometheus(site: Site, tmp_path: Path) -> Iterator[str]:  # noqa: F811 - the fixture
-    """A real Prometheus (1 s scrapes) on the documented scrape configuration for webapp/live."""
+def prometheus(site: Site, tmp_path: Path) -> Iterator[Prometheus]:  # noqa: F811 - the fixture
+    """A real Prometheus (1 s scrapes) on the documented scrape configuration for webapp/live,
+    started by the test once the first deployment wrote the file of targets it reads: read at
+    start, it is not waited for until the next refresh (the documented 10 s)."""
     if PROMETHEUS is None:
         if IN_CI:
             pytest.fail("the prometheus binary is missing in CI (.ci/run installs it)")
@@ -252,32 +279,37 @@ def prometheus(site: Site, tmp_path: Path) -> Iterator[str]:  # noqa: F811 - the
     text = yaml.safe_dump(documented).replace("demo-service-production", "webapp-live")
     config = {"global": {"scrape_interval": "1s"}, **yaml.safe_load(text)}
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = _free_port()
-    log = (tmp_path / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{_free_port()}"
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        with (tmp_path / "prometheus.log").open("wb") as log:
+            processes.append(
+                subprocess.Popen(
+                    [
+                        PROMETHEUS,
+                        f"--config.file={tmp_path / 'prometheus.yml'}",
+                        f"--web.listen-address={url.removeprefix('http://')}",
+                        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                        "--log.level=warn",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
         _wait(lambda: _ready(url), timeout=60)
-        yield url
+
+    try:
+        yield Prometheus(url, start)
     finally:
-        _stop(process)
-        log.close()
+        for process in processes:
+            _stop(process)
 
 
 def test_a_canary_failing_a_fifth_of_its_requests_is_rolled_back_on_prometheus_figures(
     site: Site,  # noqa: F811 - the fixture imported above
-    prometheus: str,
+    prometheus: Prometheus,
 ) -> None:
     port = _free_port()
 
@@ -285,19 +317,20 @@ def test_a_canary_failing_a_fifth_of_its_requests_is_rolled_back_on_prometheus_f
         return (
             "  live:\n"
             "    strategy: {canary: {steps: [{weight: 50, pause: 60s}, {weight: 100}]}}\n"
-            f"    router: {{port: {port}}}\n" + env + PROMETHEUS_ANALYSIS.format(url=prometheus)
+            f"    router: {{port: {port}}}\n" + env + PROMETHEUS_ANALYSIS.format(url=prometheus.url)
         )
 
     site.write_config(environment())
     stable = site.release("feat: a canary judged on Prometheus's figures")
     assert site.deploy(stable, "live").code == 0
+    prometheus.start()
     url = site.url("live")
 
-    def scraped() -> bool:  # Prometheus found the router (the file appears at the first deploy)
+    def scraped() -> bool:  # Prometheus found the router (its file came with the first deploy)
         with urllib.request.urlopen(url) as served:  # noqa: S310 - the router's http URL
             served.read()
         query = urllib.parse.urlencode({"query": "shipyard_router_requests_total"})
-        with urllib.request.urlopen(f"{prometheus}/api/v1/query?{query}") as answer:  # noqa: S310
+        with urllib.request.urlopen(f"{prometheus.url}/api/v1/query?{query}") as answer:  # noqa: S310
             return bool(json.loads(answer.read())["data"]["result"])
 
     _wait(scraped, timeout=120)
