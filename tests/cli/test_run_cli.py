@@ -36,6 +36,32 @@ def _start(repo: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
+class _Follower:
+    """``shipyard logs last --follow`` as a real process, its output in a file that can be
+    read while it runs (it flushes each line)."""
+
+    def __init__(self, repo: Path, folder: Path) -> None:
+        self.out, self.err = folder / "follower.out", folder / "follower.err"
+        with self.out.open("w") as out, self.err.open("w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "shipyard", "logs", "last", "--follow"],
+                cwd=repo,
+                text=True,
+                stdout=out,
+                stderr=err,
+                env={**os.environ, "CI": "1"},
+            )
+
+    def printed(self, text: str) -> bool:
+        """Whether it has printed ``text`` so far."""
+        return text in self.out.read_text()
+
+    def communicate(self, timeout: float) -> tuple[str, str]:
+        """Wait for it to end; what it printed on stdout and stderr."""
+        self.process.wait(timeout)
+        return self.out.read_text(), self.err.read_text()
+
+
 def _wait_for(predicate: object, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -157,12 +183,12 @@ def test_logs_follow_a_live_run_from_a_second_process(repo: Path, tmp_path: Path
     )
     runner = _start(repo, "run")
     _wait_for(lambda: run_cli("runs", "list", "--json", cwd=repo).stdout.strip() not in ("", "[]"))
-    follower = _start(repo, "logs", "last", "--follow")
-    time.sleep(0.5)
+    follower = _Follower(repo, tmp_path)
+    _wait_for(lambda: follower.printed("line 3"))  # it follows the run as it goes
     gate.write_text("open")
     out, err = follower.communicate(timeout=60)
     runner.communicate(timeout=60)
-    assert follower.returncode == 0, err
+    assert follower.process.returncode == 0, err
     lines = out.splitlines()
     texts = [line.split(" ", 2)[-1] for line in lines]
     assert texts.index("line 1") < texts.index("line 3") < texts.index("after the gate")
@@ -270,12 +296,12 @@ def test_sigterm_stops_logs_follow(repo: Path, tmp_path: Path) -> None:
     runner = _start(repo, "run")
     try:
         _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
-        follower = _start(repo, "logs", "last", "--follow")
-        time.sleep(0.5)
-        follower.send_signal(signal.SIGTERM)
+        follower = _Follower(repo, tmp_path)
+        _wait_for(lambda: follower.printed("waiting"))  # it is following
+        follower.process.send_signal(signal.SIGTERM)
         out, err = follower.communicate(timeout=60)
         # Ended by the signal itself (the default action) or by exiting with 128 + 15.
-        assert follower.returncode in (-signal.SIGTERM, 128 + signal.SIGTERM), out + err
+        assert follower.process.returncode in (-signal.SIGTERM, 128 + signal.SIGTERM), out + err
         assert "Traceback" not in err
     finally:
         runner.send_signal(signal.SIGTERM)
@@ -323,16 +349,16 @@ def test_logs_follow_ends_when_the_driver_dies_under_it(repo: Path, tmp_path: Pa
     driver = _start(repo, "run")
     try:
         _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
-        follower = _start(repo, "logs", "last", "--follow")
-        time.sleep(0.5)
+        follower = _Follower(repo, tmp_path)
+        _wait_for(lambda: follower.printed("waiting"))  # it is following
     finally:
         driver.kill()
         driver.communicate(timeout=60)
     try:
         out, err = follower.communicate(timeout=60)
     finally:
-        follower.kill()
-    assert follower.returncode == 0, out + err
+        follower.process.kill()
+    assert follower.process.returncode == 0, out + err
     assert "waiting" in out
     assert "driver lost" in out + err
     shown = json.loads(run_cli("runs", "show", "last", "--json", cwd=repo).stdout)
