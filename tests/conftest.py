@@ -69,13 +69,15 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 @contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database (dropped afterwards, connections and all); its URL."""
+def fresh_postgres_database(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (dropped afterwards, connections and all); its URL. Empty, or
+    a copy of the database named ``template`` (which nobody may be connected to)."""
     name = f"shipyard_test_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"{copy}'))
     except sa.exc.OperationalError as exc:
         admin.dispose()
         pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}")
@@ -86,6 +88,26 @@ def fresh_postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres() -> Iterator[str]:
+    """The name of a PostgreSQL database migrated once per test process, the template of the
+    databases ``backends`` tests get: their schema without running every migration again (the
+    migrations themselves are tested on empty databases, tests/core/test_store.py)."""
+    from shipyard.core.store import Store
+
+    with fresh_postgres_database() as url:
+        store = Store(url)
+        store.ensure_schema()
+        store.dispose()  # a template database must have no one connected to it
+        yield str(sa.engine.make_url(url).database)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long end-to-end tests (marked ``slow``) run first: parallel workers then share out the
+    short ones at the end instead of one worker starting a minute-long test last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -99,12 +121,14 @@ def store_backend(
     request: pytest.FixtureRequest, _isolated_environment: None, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
     """The backend Shipyard's commands use: SQLite in the state directory, or, for a test
-    marked ``backends``, also a fresh PostgreSQL database through SHIPYARD_DATABASE_URL."""
+    marked ``backends``, also a fresh PostgreSQL database (with the schema) through
+    SHIPYARD_DATABASE_URL."""
     backend = getattr(request, "param", "sqlite")
     if backend == "sqlite":
         yield backend
         return
-    with fresh_postgres_database() as url:
+    template = request.getfixturevalue("migrated_postgres")
+    with fresh_postgres_database(template) as url:
         monkeypatch.setenv("SHIPYARD_DATABASE_URL", url)
         yield backend
         monkeypatch.delenv("SHIPYARD_DATABASE_URL")

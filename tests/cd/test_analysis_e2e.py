@@ -31,6 +31,8 @@ from cd.test_deploy import Site, _free_port, _wait, site  # noqa: F401 - the fix
 from loadsupport import Load
 from monitor.test_prometheus import IN_CI, PROMETHEUS, _documented_scrape_config, _ready, _stop
 
+pytestmark = pytest.mark.slow  # real processes end to end: started first (conftest)
+
 ANALYSIS = """    analysis:
       interval: 1s
       failure_limit: {failure_limit}

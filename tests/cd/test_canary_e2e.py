@@ -9,8 +9,12 @@ import threading
 import urllib.request
 from collections import Counter
 
+import pytest
+
 from cd.test_deploy import Site, _free_port, _wait, site  # noqa: F401 - the fixture
 from support import CliResult
+
+pytestmark = pytest.mark.slow  # real processes end to end: started first (conftest)
 
 CANARY_ENV = """  live:
     strategy: {{canary: {{steps: [{{weight: 25, pause: {{}}}}, {{weight: 75, pause: {{}}}}]}}}}

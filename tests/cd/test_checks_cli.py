@@ -9,8 +9,12 @@ import json
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from cd.test_deploy import Site, site, versions_seen
 from support import CliResult, git
+
+pytestmark = pytest.mark.slow  # real processes end to end: started first (conftest)
 
 __all__ = ["site"]  # the fixture, shared with the deployment tests
 

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from cd.test_analysis_e2e import _deployment_of, _looks
 from cd.test_deploy import Site, _free_port, site  # noqa: F401 - the fixture
 from loadsupport import Load
 from support import CliResult
+
+pytestmark = pytest.mark.slow  # real processes end to end: started first (conftest)
 
 STABLE_ENV = "    env: {APP_FAIL_RATE: '0.01'}\n"
 CANARY_ENV = "    env: {APP_FAIL_RATE: '0.1'}\n"

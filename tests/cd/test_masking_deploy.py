@@ -18,6 +18,8 @@ from shipyard.core.store import open_store
 from shipyard.core.store.tables import audit_events, outbox_events
 from support import CliResult, git, run_cli
 
+pytestmark = pytest.mark.slow  # real processes end to end: started first (conftest)
+
 FILE_TOKEN = "tok-9f3c2a71e5d84b06"
 ENV_PASSWORD = "pw/ä+Ω secret 55"
 

@@ -25,6 +25,8 @@ from shipyard.cd.supervisor import Supervisor
 from shipyard.core import state as state_dir
 from support import CliResult, git, run_cli
 
+pytestmark = pytest.mark.slow  # real processes end to end: started first (conftest)
+
 CONFIG = """project: webapp
 release:
   version_files: [VERSION]

@@ -27,6 +27,8 @@ from shipyard.release import bundle
 from shipyard.release.unpacked import UnpackedReleaseChanged
 from support import CliResult, git, run_cli
 
+pytestmark = pytest.mark.slow  # real processes end to end: started first (conftest)
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webapp"
 
 CONFIG = """project: webapp

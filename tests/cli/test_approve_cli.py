@@ -10,11 +10,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cd.test_deploy import Site, site, versions_seen
 from support import CliResult, run_cli
+
+pytestmark = pytest.mark.slow  # real processes end to end: started first (conftest)
 
 __all__ = ["site"]  # the fixture, shared with the deployment tests
 

@@ -23,6 +23,8 @@ from shipyard.core.store import Store, open_store
 from shipyard.core.store.tables import outbox_deliveries
 from support import run_cli
 
+pytestmark = pytest.mark.slow  # real processes end to end: started first (conftest)
+
 DEMO_TIMEOUT = 600.0  # seconds: only a bound for a hung demo; it takes about one
 
 

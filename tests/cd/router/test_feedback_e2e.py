@@ -11,6 +11,8 @@ import threading
 from collections import Counter
 from urllib.parse import urlsplit
 
+import pytest
+
 from cd.test_analysis_e2e import _deployment_of, _json
 from cd.test_deploy import Site, _free_port, site  # noqa: F401 - the fixture
 from loadsupport import Load
@@ -18,6 +20,8 @@ from shipyard.cd.observe import traffic_snapshot
 from shipyard.cd.router.client import RouterClient
 from shipyard.core import state as state_dir
 from shipyard.monitor.providers import BuiltinProvider, MetricQuery
+
+pytestmark = pytest.mark.slow  # real processes end to end: started first (conftest)
 
 FEEDBACK = "/.shipyard/feedback"
 
