@@ -7,6 +7,7 @@ test_controller.py."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,9 +26,11 @@ import psutil
 import pytest
 
 from cd.deploysupport import copy_example
-from shipyard.cd.supervisor import Supervisor
+from shipyard.cd.supervisor import Supervisor, SupervisorError
 from shipyard.core import state as state_dir
 from support import CliResult, git, run_cli
+
+pytestmark = pytest.mark.slow  # real processes end to end: started first (conftest)
 
 CONFIG = """project: webapp
 release:
@@ -105,6 +108,31 @@ def versions_seen(url: str, count: int = 40) -> Counter[str]:
     return Counter(get(url)[1] for _ in range(count))
 
 
+def shut_down(repo: Path) -> None:
+    """Stop the supervisord of ``repo``'s state directory and everything it runs (a fixture's
+    end).
+
+    ``Supervisor.shutdown`` waits until supervisord has seen its programs stop, which it looks
+    at once a turn of its loop, and an idle loop turns once a second: a question asked meanwhile
+    turns it at once, so a thread asks one every 50 ms until the shutdown is over."""
+    state = state_dir.locate(repo)
+    over = threading.Event()
+
+    def nudge() -> None:
+        asker = Supervisor.for_state(state)
+        while not over.wait(0.05):
+            with contextlib.suppress(SupervisorError):
+                asker.is_running()
+
+    nudger = threading.Thread(target=nudge, name="nudge supervisord", daemon=True)
+    nudger.start()
+    try:
+        Supervisor.for_state(state).shutdown()
+    finally:
+        over.set()
+        nudger.join()
+
+
 @pytest.fixture
 def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     """The example service in a repository with a signing key and two releases."""
@@ -118,10 +146,12 @@ def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     try:
         yield site
     finally:
-        Supervisor.for_state(state_dir.locate(repo)).shutdown()
+        shut_down(repo)
 
 
-def test_blue_green_switches_all_traffic_and_rollback_returns_it(site: Site) -> None:
+def test_a_blue_green_switch_under_load_loses_no_request_and_rollback_returns_it(
+    site: Site,
+) -> None:
     first = site.deploy("0.1.0")
     assert first.code == 0, first.output
     assert json.loads(first.stdout)["status"] == "succeeded"
@@ -130,24 +160,6 @@ def test_blue_green_switches_all_traffic_and_rollback_returns_it(site: Site) -> 
     assert versions_seen(url) == Counter({"0.1.0": 40})
     second_version = site.release("feat: a second feature")
     assert second_version == "0.2.0"
-    second = site.deploy("0.2.0")
-    assert second.code == 0, second.output
-    assert versions_seen(url) == Counter({"0.2.0": 40})
-    state = site.state()
-    assert state["warm_version"] == "0.1.0"
-    assert state["weights"] == {"0.1.0": 0, "0.2.0": 100}
-    assert get(url, {"X-Shipyard-Version": "0.1.0"})[1] == "0.1.0"  # warm, reachable on purpose
-    back = site.cli("rollback", "--env", "staging", "--json")
-    assert back.code == 0, back.output
-    assert json.loads(back.stdout)["kind"] == "rollback"
-    assert versions_seen(url) == Counter({"0.1.0": 40})
-    assert site.state()["warm_version"] == "0.2.0"
-
-
-def test_a_blue_green_switch_under_load_loses_no_request(site: Site) -> None:
-    assert site.deploy("0.1.0").code == 0
-    url = site.url()
-    site.release("feat: two")
     stop = threading.Event()
     results: list[tuple[int, str]] = []
     errors: list[str] = []
@@ -162,20 +174,44 @@ def test_a_blue_green_switch_under_load_loses_no_request(site: Site) -> None:
     workers = [threading.Thread(target=load) for _ in range(4)]
     for worker in workers:
         worker.start()
-    deployed = site.deploy("0.2.0")
+    second = site.deploy("0.2.0")
     stop.set()
     for worker in workers:
         worker.join(timeout=300)
-    assert deployed.code == 0, deployed.output
+    assert second.code == 0, second.output
     assert errors == []
     assert len(results) >= 5000
     assert all(code == 200 for code, _ in results)
     seen = Counter(body for _, body in results)
     assert set(seen) <= {"0.1.0", "0.2.0"} and seen["0.2.0"] > 0
+    assert versions_seen(url) == Counter({"0.2.0": 40})
+    state = site.state()
+    assert state["warm_version"] == "0.1.0"
+    assert state["weights"] == {"0.1.0": 0, "0.2.0": 100}
+    assert get(url, {"X-Shipyard-Version": "0.1.0"})[1] == "0.1.0"  # warm, reachable on purpose
+    back = site.cli("rollback", "--env", "staging", "--json")
+    assert back.code == 0, back.output
+    assert json.loads(back.stdout)["kind"] == "rollback"
+    assert versions_seen(url) == Counter({"0.1.0": 40})
+    assert site.state()["warm_version"] == "0.2.0"
 
 
-def test_recreate_replaces_the_version(site: Site) -> None:
-    assert site.deploy("0.1.0", "production").code == 0
+def test_recreate_replaces_the_version_and_a_deploy_starts_the_notification_agent(
+    site: Site,
+) -> None:
+    receiver = _free_port()  # nothing listens: the agent retries; it runs all the same
+    site.write_config(
+        "notifications:\n"
+        f"  - {{url: http://127.0.0.1:{receiver}/hook, on: [deployment.succeeded]}}\n"
+    )
+    before = site.cli("agent", "status", "--json")
+    assert before.code == 0, before.output
+    assert json.loads(before.stdout)["state"] != "RUNNING"
+    deployed = site.deploy("0.1.0", "production")
+    assert deployed.code == 0, deployed.output
+    status = site.cli("agent", "status", "--json")
+    assert status.code == 0, status.output
+    assert json.loads(status.stdout)["state"] == "RUNNING"
     url = site.url("production")
     assert versions_seen(url, 10) == Counter({"0.1.0": 10})
     site.release("fix: a bug")
@@ -212,29 +248,29 @@ exec python3 -m app "$@"
 """
 
 
-def _release_gated_0_2_0(site: Site) -> Path:
-    """Release 0.2.0 with instances that wait for a gate file; returns the (closed) gate.
+def _release_gated(site: Site, message: str) -> tuple[str, Path]:
+    """Release the next version with instances that wait for a gate file of their own; returns
+    the version and its (closed) gate.
 
     The deploys of it use these settings: the health timeout is only a bound the test never
     reaches, because the test opens the gate as soon as it has checked what it checks.
     """
-    gate = site.path.parent / "gate"
     (site.path / "gated").write_text(GATED)
-    site.release("feat: two")
+    version = site.release(message)
+    gate = site.path.parent / f"gate-{version}"
     text = (
-        (site.path / "shipyard.yaml")
-        .read_text()
+        CONFIG.format(staging_port=site.staging_port, extra=site.extra)
         .replace("command: python3 -m app --port {port}", "command: sh gated --port {port}")
         .replace("instances: 2", f"instances: 2\n  env: {{GATE: '{gate}'}}")
         .replace("timeout: 15s", "timeout: 10m")
     )
     (site.path / "shipyard.yaml").write_text(text)
-    return gate
+    return version, gate
 
 
-def _deploy_in_background(site: Site, env: str) -> subprocess.Popen[str]:
+def _deploy_in_background(site: Site, version: str, env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "shipyard", "deploy", "0.2.0", "--env", env],
+        [sys.executable, "-m", "shipyard", "deploy", version, "--env", env],
         cwd=site.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -243,31 +279,75 @@ def _deploy_in_background(site: Site, env: str) -> subprocess.Popen[str]:
     )
 
 
-def _started_0_2_0(site: Site) -> bool:
+def _started(site: Site, version: str) -> bool:
     for deployment in _deployments(site):
-        if deployment["version"] == "0.2.0":
+        if deployment["version"] == version:
             # Held at the gate, it cannot end: if it did, say how at once.
             assert deployment["status"] in ("pending", "progressing"), deployment
             return "started" in (deployment.get("progress") or {}).get("steps", [])
     return False
 
 
-def _kill_the_driver_of_0_2_0_once_started(site: Site, env: str) -> Path:
-    """Deploy a gated 0.2.0 to ``env`` and ``kill -9`` the driving command once it has
-    started the new instances (which wait at the gate); returns the gate, still closed."""
-    gate = _release_gated_0_2_0(site)
-    driver = _deploy_in_background(site, env)
-    _wait(lambda: _started_0_2_0(site), seen=lambda: _deployments(site))
-    driver.send_signal(signal.SIGKILL)
-    driver.communicate()
-    return gate
+def _drive_gated_in_background(
+    site: Site, message: str, env: str
+) -> tuple[str, Path, subprocess.Popen[str]]:
+    """Release a gated version and deploy it to ``env`` with a command of its own; returns
+    once that command has started the new instances (which wait at the gate, still closed)."""
+    version, gate = _release_gated(site, message)
+    driver = _deploy_in_background(site, version, env)
+    _wait(lambda: _started(site, version), seen=lambda: _deployments(site))
+    return version, gate, driver
 
 
-def test_a_killed_driver_is_resumed_and_two_drivers_never_both_drive(site: Site) -> None:
+def test_a_paused_deploy_aborts_to_the_old_version_and_a_killed_driver_is_resumed_by_one(
+    site: Site,
+) -> None:
     assert site.deploy("0.1.0").code == 0
     url = site.url()
-    gate = _kill_the_driver_of_0_2_0_once_started(site, "staging")
+
+    # Pause, then abort: the old version serves all along and is put back.
+    # Closed, the gate keeps the driver before its health step: the pause lands in time.
+    version, gate, driver = _drive_gated_in_background(site, "feat: two", "staging")
+    assert version == "0.2.0"
     deployment = next(d for d in _deployments(site) if d["version"] == "0.2.0")
+    assert site.cli("deployments", "pause", str(deployment["id"])).code == 0
+    gate.touch()
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 3, out + err  # stopped, waiting for a person
+    assert next(d for d in _deployments(site) if d["id"] == deployment["id"])["status"] == "paused"
+    assert versions_seen(url, 10) == Counter({"0.1.0": 10})
+    aborted = site.cli("deployments", "abort", str(deployment["id"]), "--json")
+    assert aborted.code == 0, aborted.output
+    driver_log = Path(json.loads(aborted.stdout)["driver_log"])  # nobody drove it: one started
+    _wait(
+        lambda: (
+            next(d for d in _deployments(site) if d["id"] == deployment["id"])["status"]
+            == "rolled_back"
+        ),
+        timeout=90,
+        seen=lambda: (_deployments(site)[0], driver_log.read_text(errors="replace")[-2000:]),
+    )
+    assert versions_seen(url, 10) == Counter({"0.1.0": 10})
+    audit = json.loads(
+        site.cli("audit", "list", "--subject", f"deployment:{deployment['id']}", "--json").stdout
+    )
+    actions = [event["action"] for event in audit]
+    for action in (
+        "deployment.created",
+        "deployment.progressing",
+        "deployment.paused",
+        "deployment.aborted",
+        "deployment.rolled_back",
+    ):
+        assert action in actions
+
+    # The driver of the next version is killed once it has started the new instances: one of
+    # two drivers racing for it takes it on, the other gives up.
+    version, gate, driver = _drive_gated_in_background(site, "feat: three", "staging")
+    assert version == "0.3.0"
+    driver.send_signal(signal.SIGKILL)
+    driver.communicate()
+    deployment = next(d for d in _deployments(site) if d["version"] == "0.3.0")
     assert deployment["status"] == "progressing"
     assert versions_seen(url, 10) == Counter({"0.1.0": 10})  # the old one still serves
     racers = [
@@ -297,7 +377,7 @@ def test_a_killed_driver_is_resumed_and_two_drivers_never_both_drive(site: Site)
     assert (
         next(d for d in _deployments(site) if d["id"] == deployment["id"])["status"] == "succeeded"
     )
-    assert versions_seen(url, 10) == Counter({"0.2.0": 10})
+    assert versions_seen(url, 10) == Counter({"0.3.0": 10})
 
 
 def _pid_of(name: str, site: Site) -> int:
@@ -306,9 +386,8 @@ def _pid_of(name: str, site: Site) -> int:
     return status.pid
 
 
-def test_the_supervisor_repairs_a_killed_router_and_instance(site: Site) -> None:
-    assert site.deploy("0.1.0").code == 0
-    url = site.url()
+def _repaired_after_kills(site: Site, url: str) -> None:
+    """Kill the router, then an instance, and see the supervisor start each again."""
     supervisor = Supervisor.for_state(state_dir.locate(site.path))
     router = next(p.name for p in supervisor.list() if p.name.startswith("router."))
     old = _pid_of(router, site)
@@ -355,7 +434,9 @@ def test_a_tampered_bundle_is_refused_before_anything_starts(site: Site) -> None
     assert not supervisor.is_running() or supervisor.list() == []
 
 
-def test_bad_input_gets_a_clear_error_and_leaves_what_runs(site: Site) -> None:
+def test_bad_input_and_kills_leave_what_runs_the_supervisor_repairing_what_was_killed(
+    site: Site,
+) -> None:
     unknown_version = site.deploy("9.9.9")
     assert unknown_version.code == 2
     assert "not a release of webapp" in unknown_version.output
@@ -364,19 +445,23 @@ def test_bad_input_gets_a_clear_error_and_leaves_what_runs(site: Site) -> None:
     assert "no environment 'nowhere'" in unknown_env.output
     assert site.deploy("0.1.0").code == 0
     url = site.url()
+    _repaired_after_kills(site, url)
     site.release("feat: two")
-    for broken, words in (
-        ("command: python3 -c 'import sys; sys.exit(3)' --port {port}", "exited"),
-        ("setup: exit 4\n  command: python3 -m app --port {port}", "service.setup failed"),
+    # The health timeout bounds the wait for an exit (a slow machine may start the process late)
+    # and is all the wait for an instance that never gets healthy.
+    for broken, timeout, words in (
+        ("command: python3 -c 'import sys; sys.exit(3)' --port {port}", "3s", "exited"),
+        ("setup: exit 4\n  command: python3 -m app --port {port}", "3s", "service.setup failed"),
         (
             "command: python3 -m app --port {port}\n  env: {APP_HEALTHY: '0'}",
-            "did not answer /healthz with 2xx within 3s",
+            "500ms",
+            "did not answer /healthz with 2xx within 0.5s",
         ),
     ):
         text = (
             CONFIG.format(staging_port=site.staging_port, extra="")
             .replace("command: python3 -m app --port {port}", broken)
-            .replace("timeout: 15s", "timeout: 3s")
+            .replace("timeout: 15s", f"timeout: {timeout}")
         )
         (site.path / "shipyard.yaml").write_text(text)
         failed = site.deploy("0.2.0")
@@ -407,46 +492,6 @@ def test_a_router_port_in_use_is_a_clear_error(site: Site) -> None:
     assert leftover == []
 
 
-def test_pause_then_abort_puts_the_old_version_back(site: Site) -> None:
-    assert site.deploy("0.1.0").code == 0
-    url = site.url()
-    gate = _release_gated_0_2_0(site)
-    driver = _deploy_in_background(site, "staging")
-    # Closed, the gate keeps the driver before its health step: the pause lands in time.
-    _wait(lambda: _started_0_2_0(site), seen=lambda: _deployments(site))
-    deployment = next(d for d in _deployments(site) if d["version"] == "0.2.0")
-    assert site.cli("deployments", "pause", str(deployment["id"])).code == 0
-    gate.touch()
-    out, err = driver.communicate(timeout=120)
-    assert driver.returncode == 3, out + err  # stopped, waiting for a person
-    assert next(d for d in _deployments(site) if d["id"] == deployment["id"])["status"] == "paused"
-    assert versions_seen(url, 10) == Counter({"0.1.0": 10})
-    aborted = site.cli("deployments", "abort", str(deployment["id"]), "--json")
-    assert aborted.code == 0, aborted.output
-    driver_log = Path(json.loads(aborted.stdout)["driver_log"])  # nobody drove it: one started
-    _wait(
-        lambda: (
-            next(d for d in _deployments(site) if d["id"] == deployment["id"])["status"]
-            == "rolled_back"
-        ),
-        timeout=90,
-        seen=lambda: (_deployments(site)[0], driver_log.read_text(errors="replace")[-2000:]),
-    )
-    assert versions_seen(url, 10) == Counter({"0.1.0": 10})
-    audit = json.loads(
-        site.cli("audit", "list", "--subject", f"deployment:{deployment['id']}", "--json").stdout
-    )
-    actions = [event["action"] for event in audit]
-    for action in (
-        "deployment.created",
-        "deployment.progressing",
-        "deployment.paused",
-        "deployment.aborted",
-        "deployment.rolled_back",
-    ):
-        assert action in actions
-
-
 def test_a_release_goes_to_the_auto_environments(site: Site) -> None:
     text = (
         (site.path / "shipyard.yaml")
@@ -463,19 +508,3 @@ def test_a_release_goes_to_the_auto_environments(site: Site) -> None:
     ]
     assert versions_seen(site.url(), 10) == Counter({outcome["version"]: 10})
     assert site.state("production")["active_version"] is None  # not auto: untouched
-
-
-def test_a_deploy_starts_the_agent_when_the_project_has_notifications(site: Site) -> None:
-    receiver = _free_port()  # nothing listens: the agent retries; it runs all the same
-    site.write_config(
-        "notifications:\n"
-        f"  - {{url: http://127.0.0.1:{receiver}/hook, on: [deployment.succeeded]}}\n"
-    )
-    before = site.cli("agent", "status", "--json")
-    assert before.code == 0, before.output
-    assert json.loads(before.stdout)["state"] != "RUNNING"
-    deployed = site.deploy("0.1.0")
-    assert deployed.code == 0, deployed.output
-    status = site.cli("agent", "status", "--json")
-    assert status.code == 0, status.output
-    assert json.loads(status.stdout)["state"] == "RUNNING"
