@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from cd.deploysupport import copy_example
+from cd.test_deploy import shut_down
 from shipyard.cd import deployments
 from shipyard.cd.settings import settings_for
 from shipyard.cd.supervisor import Supervisor
@@ -20,6 +21,8 @@ from shipyard.core.config.loader import load_config_text
 from shipyard.core.errors import ConfigError
 from shipyard.core.store import Store, open_store
 from support import CliResult, git, run_cli
+
+pytestmark = pytest.mark.slow  # real processes end to end: started first (conftest)
 
 SERVICE = """project: webapp
 service:
@@ -54,7 +57,7 @@ service:
   stop: {signal: TERM, grace: 5s}
 environments:
   staging:
-    strategy: {blue_green: {rollback_window: 3s, preview: false}}
+    strategy: {blue_green: {rollback_window: 1s, preview: false}}
   production:
     strategy: {recreate: {}}
 """
@@ -87,12 +90,15 @@ def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     try:
         yield repo
     finally:
-        Supervisor.for_state(state_dir.locate(repo)).shutdown()
+        shut_down(repo)
 
 
-def _programs(repo: Path) -> set[str]:
+def _programs(repo: Path, *, running: bool = True) -> set[str]:
+    """The programs the supervisor runs (``running``), or knows in any state."""
     supervisor = Supervisor.for_state(state_dir.locate(repo))
-    return {p.name for p in supervisor.list() if p.running} if supervisor.is_running() else set()
+    if not supervisor.is_running():
+        return set()
+    return {p.name for p in supervisor.list() if p.running or not running}
 
 
 def _audit(repo: Path, action: str) -> list[dict[str, Any]]:
@@ -100,12 +106,15 @@ def _audit(repo: Path, action: str) -> list[dict[str, Any]]:
     return [e for e in events if e["action"] == action]
 
 
-def test_the_supervisor_stops_a_warm_version_when_its_window_ends(site: Path) -> None:
+def test_warm_versions_are_stopped_when_their_window_ends_and_env_stop_and_down_stop_the_rest(
+    site: Path,
+) -> None:
     assert cli(site, "deploy", "0.1.0", "--env", "staging").code == 0
     assert cli(site, "deploy", "0.2.0", "--env", "staging").code == 0
-    # 0.1.0 is kept warm for 3s. No Shipyard command runs from here on: the reaper stops it.
+    # 0.1.0 is kept warm for 1s. No Shipyard command runs from here on: the reaper stops it.
     _wait_for(lambda: bool(_audit(site, "environment.warm_stopped")))
-    _wait_for(lambda: not any(".d1." in p for p in _programs(site)))
+    # Its instances are stopped, and removed, after the event is recorded.
+    _wait_for(lambda: not any(".d1." in p for p in _programs(site, running=False)))
     event = _audit(site, "environment.warm_stopped")[0]
     assert event["subject"] == "environment:webapp/staging"
     assert event["details"]["version"] == "0.1.0"
@@ -118,30 +127,12 @@ def test_the_supervisor_stops_a_warm_version_when_its_window_ends(site: Path) ->
     )
     assert any(".d2." in p for p in _programs(site))  # what serves is untouched
 
-
-def test_a_version_an_auto_deploy_left_warm_is_stopped_when_its_window_ends(site: Path) -> None:
-    (site / "shipyard.yaml").write_text(
-        SITE.replace("  staging:\n", "  staging:\n    auto: true\n")
-    )
-    for message in ("feat: three", "feat: four"):  # released and deployed by 'release' alone
-        git(site, "add", "-A")
-        git(site, "commit", "-q", "--allow-empty", "-m", message)
-        assert cli(site, "release").code == 0
-    # 0.3.0 was left warm by the auto-deploy of 0.4.0; no command runs from here on.
-    _wait_for(lambda: bool(_audit(site, "environment.warm_stopped")))
-    assert [e["details"]["version"] for e in _audit(site, "environment.warm_stopped")] == ["0.3.0"]
-    _, store = open_state(site)
-    state = deployments.environment(store, "webapp", "staging")
-    assert (state.active_version, state.warm_version) == ("0.4.0", None)
-
-
-def test_env_stop_stops_one_environment_and_down_stops_everything(site: Path) -> None:
-    assert cli(site, "deploy", "0.1.0", "--env", "staging").code == 0
+    # 'env stop' stops one environment, 'down' everything.
     assert cli(site, "deploy", "0.1.0", "--env", "production").code == 0
     stopped = cli(site, "env", "stop", "staging", "--json")
     assert stopped.code == 0, stopped.output
     outcome = json.loads(stopped.stdout)
-    assert outcome["stopped_versions"] == ["0.1.0"]
+    assert outcome["stopped_versions"] == ["0.2.0"]
     assert outcome["state"]["active_version"] is None
     left = _programs(site)
     assert not any(".staging." in p or p == "router.webapp-staging" for p in left), left
@@ -164,6 +155,25 @@ def test_env_stop_stops_one_environment_and_down_stops_everything(site: Path) ->
     assert len(_audit(site, "state.down")) == 1
     again = cli(site, "deploy", "0.2.0", "--env", "staging", "--json")  # and it starts again
     assert again.code == 0, again.output
+
+    # The reaper stopped with everything: the auto-deploy that leaves a version warm starts it.
+    (site / "shipyard.yaml").write_text(
+        SITE.replace("  staging:\n", "  staging:\n    auto: true\n")
+    )
+    git(site, "add", "-A")
+    git(site, "commit", "-q", "--allow-empty", "-m", "feat: three")
+    assert cli(site, "release").code == 0  # released and deployed by 'release' alone
+    # 0.2.0 was left warm by the auto-deploy of 0.3.0; no command runs from here on.
+    _wait_for(lambda: len(_audit(site, "environment.warm_stopped")) > 1)
+    warm = f".d{json.loads(again.stdout)['id']}."
+    _wait_for(lambda: not any(warm in p for p in _programs(site, running=False)))
+    assert [e["details"]["version"] for e in _audit(site, "environment.warm_stopped")] == [
+        "0.1.0",
+        "0.2.0",
+    ]
+    _, store = open_state(site)
+    state = deployments.environment(store, "webapp", "staging")
+    assert (state.active_version, state.warm_version) == ("0.3.0", None)
 
 
 def open_state(repo: Path) -> tuple[state_dir.StateDir, Store]:
