@@ -18,14 +18,13 @@ from typing import Any
 import pytest
 
 from cd.deploysupport import copy_example
+from cd.test_deploy import shut_down
 from shipyard.cd import deployments
 from shipyard.cd.controller import Controller, DeploymentFailed
 from shipyard.cd.deployments import Deployment
 from shipyard.cd.promotion import Soak, promotion_order, soak_of
 from shipyard.cd.settings import DeploySettings
-from shipyard.cd.supervisor import Supervisor
 from shipyard.cd.targets import FakeTarget
-from shipyard.core import state as state_dir
 from shipyard.core.config import load_config
 from shipyard.core.state import StateDir
 from shipyard.core.store import Store, open_store
@@ -287,12 +286,14 @@ def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     try:
         yield site
     finally:
-        Supervisor.for_state(state_dir.locate(repo)).shutdown()
+        shut_down(repo)
 
 
-def test_promote_and_deploy_refuse_production_before_the_soak_unless_forced_with_a_reason(
+@pytest.mark.slow  # real processes end to end: started first (conftest)
+def test_production_waits_for_the_soak_unless_forced_and_a_release_holds_back_auto_production(
     site: Site,
 ) -> None:
+    # 'promote' and 'deploy' refuse production before the soak, unless forced with a reason.
     version = site.release("feat: the service")["version"]
     code, refused = site.json("promote", version, "--to", "production")
     assert code == 1
@@ -336,18 +337,16 @@ def test_promote_and_deploy_refuse_production_before_the_soak_unless_forced_with
     assert len(overrides) == 1
     assert overrides[0]["details"]["reason"] == "hotfix for INC-42"
 
-
-def test_a_release_holds_back_an_auto_environment_until_its_soak_then_promote_takes_it_on(
-    site: Site,
-) -> None:
+    # A release holds back an auto environment until its soak, then 'promote' takes it on.
+    first = version
     site.configure(soak="1h", staging="    auto: true", production="    auto: true")
-    outcome = site.release("feat: the service")
+    outcome = site.release("feat: a second feature")
     version = outcome["version"]
     assert [(d["environment"], d["status"]) for d in outcome["deployments"]] == [
         ("staging", "succeeded")
     ]
     assert [(h["environment"], h["ready"]) for h in outcome["held_back"]] == [("production", False)]
-    assert site.active("production") is None
+    assert site.active("production") == first  # held back: what ran there still runs
 
     site.configure(soak="0s", staging="    auto: true", production="    auto: true")
     code, promoted = site.json("promote", version)
@@ -360,13 +359,12 @@ def test_a_release_holds_back_an_auto_environment_until_its_soak_then_promote_ta
     assert site.active("production") == version
 
 
+@pytest.mark.slow  # real processes end to end: started first (conftest)
 def test_promote_stops_at_the_first_environment_whose_deployment_fails(site: Site) -> None:
     site.configure(
         soak="0s",
-        staging="    env: {APP_HEALTHY: 0}",  # never healthy here
+        staging="    env: {APP_FAIL_RATE: 'unusable'}",  # the service refuses to start here
     )
-    text = (site.path / "shipyard.yaml").read_text()
-    (site.path / "shipyard.yaml").write_text(text.replace("timeout: 15s", "timeout: 2s"))
     version = site.release("feat: the service")["version"]
     code, walked = site.json("promote", version)
     assert code == 1
