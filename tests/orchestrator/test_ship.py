@@ -269,8 +269,15 @@ def _start_ship(site: ShipSite) -> tuple[subprocess.Popen[str], queue.Queue[str]
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=_interruptible,
     )
     return process, _lines(process)
+
+
+def _interruptible() -> None:
+    """In the child: Ctrl-C acts as it does for a command typed at a terminal, also when the
+    suite itself was started in the background with SIGINT ignored (which children inherit)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_a_ship_stopped_by_ctrl_c_in_the_soak_or_killed_in_the_canary_resumes_where_it_was(
